@@ -1,0 +1,1 @@
+"""Unbiased learning to rank from click logs: simulate, preprocess, train, evaluate, export, validate."""
