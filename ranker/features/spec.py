@@ -58,7 +58,6 @@ class Feature:
     hash_buckets: int | None = None
     vocabulary_size: int | None = None
     vocabulary_file: str | None = None
-    embedding_dim: int | None = None
 
     @property
     def uses_vocabulary(self) -> bool:
@@ -68,7 +67,7 @@ class Feature:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.kind == VECTOR:
             out["length"] = self.length
-        for key in ("hash_buckets", "vocabulary_size", "vocabulary_file", "embedding_dim"):
+        for key in ("hash_buckets", "vocabulary_size", "vocabulary_file"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -201,8 +200,7 @@ def _parse_feature(entry: Any, scope: str, source: str, seen: set[str]) -> Featu
     if name in seen:
         raise SpecError(f"{where}: declared twice")
     seen.add(name)
-    allowed = {"name", "kind", "length", "hash_buckets", "vocabulary_size", "vocabulary_file",
-               "embedding_dim"}
+    allowed = {"name", "kind", "length", "hash_buckets", "vocabulary_size", "vocabulary_file"}
     unknown = set(entry) - allowed
     if unknown:
         raise SpecError(f"{where}: unknown keys {sorted(unknown)}")
@@ -218,7 +216,6 @@ def _parse_feature(entry: Any, scope: str, source: str, seen: set[str]) -> Featu
     vocabulary_size = entry.get("vocabulary_size")
     if vocabulary_size is not None and (not _is_int(vocabulary_size) or vocabulary_size < 0):
         raise SpecError(f"{where}: vocabulary_size must be a non-negative integer")
-    embedding_dim = _positive_int_or_none(entry, "embedding_dim", where)
     if kind != CATEGORICAL and (hash_buckets or vocabulary_size is not None
                                 or entry.get("vocabulary_file")):
         raise SpecError(f"{where}: only categorical features take hash_buckets or a vocabulary")
@@ -232,7 +229,6 @@ def _parse_feature(entry: Any, scope: str, source: str, seen: set[str]) -> Featu
         hash_buckets=hash_buckets,
         vocabulary_size=vocabulary_size,
         vocabulary_file=entry.get("vocabulary_file"),
-        embedding_dim=embedding_dim,
     )
 
 

@@ -1,0 +1,90 @@
+"""The ranking model of every variant: a relevance tower, for two-tower variants a bias tower.
+
+In the style of TFRS's `Model.compute_loss`: the dataset yields parsed ELWC feature dicts and the
+model knows which labels its variant learns from.
+
+| variant          | relevance tower inputs         | bias tower | labels                   |
+|------------------|--------------------------------|------------|--------------------------|
+| naive            | item + context features        | –          | clicks                   |
+| position-feature | … + position, device (#36)     | –          | clicks                   |
+| additive / pal   | item + context features        | yes        | clicks                   |
+| oracle           | item + context features        | –          | true relevance (gain)    |
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from ranker.features import spec as fs
+from ranker.models import combine, inputs
+from ranker.models.bias import BiasTower, bias_logit_dropout
+from ranker.models.config import ModelConfig
+from ranker.models.relevance import RelevanceTower
+
+
+class RankingModel(tfrs.models.Model):
+    def __init__(self, config: ModelConfig, spec: fs.FeatureSpec):
+        super().__init__()
+        self.config = config
+        devices = inputs.vocabulary(spec, fs.DEVICE)
+        position_feature = config.variant == "position-feature"
+        self.relevance_tower = RelevanceTower(
+            spec, config.embedding_dim, config.hidden_units, config.moments,
+            position_buckets=config.num_positions if position_feature else 0,
+            device_vocabulary=devices if position_feature else None)
+        self.bias_tower = (BiasTower(devices, config.num_positions, config.position_dropout)
+                           if config.has_bias_tower else None)
+        self.combination = config.variant if config.has_bias_tower else combine.NONE
+        self.devices = devices
+
+    def call(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
+        """Relevance logits and, for two-tower variants, bias logits, each `[b, l]`."""
+        out = {"relevance": self.relevance_tower(features)}
+        if self.bias_tower is not None:
+            out["bias"] = self.bias_tower(features[fs.POSITION], features[fs.DEVICE], training=training)
+        return out
+
+    def click_log_probs(self, features: dict, training: bool = False):
+        """(log p(click), log(1 − p(click))) of the full click model, `[b, l]` each."""
+        logits = self(features, training=training)
+        bias = None
+        if "bias" in logits:
+            bias = combine.bias_term(logits["bias"], self.combination)
+            bias = bias_logit_dropout(bias, self.config.bias_dropout, training)
+        return combine.click_log_probs(logits["relevance"], bias, self.combination)
+
+    def labels_and_mask(self, features: dict) -> tuple[tf.Tensor, tf.Tensor]:
+        """Clicks, or for the oracle the gain (2^r − 1)/(2^max − 1) of the true relevance."""
+        if self.config.variant == "oracle":
+            relevance = features[fs.RELEVANCE]
+            mask = features[fs.MASK] & (relevance >= 0)
+            gain = (tf.pow(2.0, relevance) - 1.0) / (2.0 ** self.config.max_relevance - 1.0)
+            return tf.clip_by_value(gain, 0.0, 1.0), mask
+        clicked = tf.cast(features[fs.CLICKED], tf.float32)
+        return clicked, features[fs.MASK] & (clicked >= 0)
+
+    def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
+        labels, mask = self.labels_and_mask(features)
+        log_p, log_1mp = self.click_log_probs(features, training=training)
+        if self.config.loss == "listwise":
+            scores = combine.ranking_score(log_p, log_1mp, self.combination)
+            return combine.listwise_loss(labels, scores, mask)
+        return combine.pointwise_loss(labels, log_p, log_1mp, mask)
+
+    def propensity(self, positions: int) -> dict[str, list[float]]:
+        """Learned examination relative to position 1, per device (two-tower variants only).
+
+        additive: exp(b(k, d) − b(1, d)) — the click odds ratio, ≈ the examination ratio when
+        p(click | seen) is small; pal: σ(b(k, d)) / σ(b(1, d)), the examination ratio itself.
+        """
+        if self.bias_tower is None:
+            return {}
+        curves = {}
+        for device in self.devices:
+            logits = self.bias_tower.curve(device, positions)
+            if self.combination == combine.PAL:
+                log_exam = tf.math.log_sigmoid(logits)
+            else:
+                log_exam = logits
+            curves[device] = [round(float(v), 4) for v in tf.exp(log_exam - log_exam[0]).numpy()]
+        return curves
