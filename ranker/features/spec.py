@@ -207,7 +207,7 @@ def _parse_feature(entry: Any, scope: str, source: str, seen: set[str]) -> Featu
     kind = entry.get("kind")
     if kind not in KINDS:
         raise SpecError(f"{where}: kind must be one of {list(KINDS)}, got {kind!r}")
-    length = entry.get("length", 1)
+    length = entry.get("length", 1 if kind != VECTOR else None)
     if kind == VECTOR and (not _is_int(length) or length < 1):
         raise SpecError(f"{where}: a vector needs a positive integer length, got {length!r}")
     if kind != VECTOR and "length" in entry:
