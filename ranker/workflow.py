@@ -1,0 +1,92 @@
+"""`ranker run`: the whole pipeline on the built-in synthetic world, every artefact under --workdir.
+
+simulate → preprocess → train naive and additive → evaluate → export additive → validate, then a
+short table: what debiasing bought on judged lists and how well the bias tower found the truth.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+
+DEFAULT_EPOCHS = 6
+VARIANTS = ("naive", "additive")
+
+
+def _step(message: str) -> None:
+    print(f"[ranker run] {message}", file=sys.stderr, flush=True)
+
+
+def _last_blessed(export_base: str, candidate: str) -> str | None:
+    """The newest earlier version that the gate blessed: the baseline a new model must not regress."""
+    versions = sorted((int(v) for v in os.listdir(export_base) if v.isdigit()), reverse=True)
+    for version in versions:
+        path = os.path.join(export_base, str(version))
+        if path != candidate and os.path.exists(os.path.join(path, "BLESSED")):
+            return path
+    return None
+
+
+def format_table(metrics: dict, truth: dict | None, export_dir: str, validation: dict) -> str:
+    lines = ["", "variant     judged nDCG@10   click AUC   propensity error"]
+    for variant, m in metrics.items():
+        lines.append(f"{variant:<11} {m['judged']['ndcg@10']:>14.4f}   {m['clicks']['auc']:>9.4f}"
+                     f"   {m.get('propensity_error', float('nan')):>16.4f}")
+    learned = metrics.get("additive", {}).get("propensity", {})
+    if learned and truth:
+        lines += ["", "examination vs position 1 (learned by the additive bias tower / true)"]
+        for device, curve in learned.items():
+            true_curve = truth.get(device, [])
+            pairs = [f"{a:.2f}/{b:.2f}" for a, b in zip(curve[1:5], true_curve[1:5])]
+            lines.append(f"  {device:<8} positions 2-5: {'  '.join(pairs)}")
+    lines += ["", f"exported relevance tower: {export_dir}",
+              f"validation: {'BLESSED' if validation['blessed'] else 'NOT BLESSED'} ({validation['reason']})"]
+    return "\n".join(lines)
+
+
+def run(workdir: str = "work", seed: int = 0, epochs: int | None = None) -> dict:
+    from ranker.models import evaluate, train
+    from ranker.pipeline import preprocess
+    from ranker.serving import export, validate
+    from ranker.simulation import simulate
+
+    started = time.time()
+    logs, data_dir = os.path.join(workdir, "logs"), os.path.join(workdir, "data")
+    _step(f"1/6 simulating the synthetic world into {logs}")
+    simulate.simulate_to_dir(world="synthetic", letor_train=None, letor_test=None,
+                             sessions_per_query=20, logging_quality=0.5, click_model="pbm",
+                             devices=["desktop", "mobile", "tablet"], seed=seed, output_dir=logs,
+                             num_queries=400)
+    _step(f"2/6 preprocessing (Beam) into {data_dir}")
+    preprocess.run_preprocess(os.path.join(logs, "*.jsonl.gz"), data_dir, None, [])
+    metrics = {}
+    for i, variant in enumerate(VARIANTS):
+        model_dir = os.path.join(workdir, "models", variant)
+        _step(f"3/6 training {variant} ({i + 1}/{len(VARIANTS)}) in {model_dir}")
+        train.train(data_dir, model_dir, variant=variant, epochs=epochs or DEFAULT_EPOCHS, seed=seed)
+        _step(f"4/6 evaluating {variant}")
+        metrics[variant] = evaluate.evaluate_to_file(data_dir, model_dir=model_dir)
+    export_base = os.path.join(workdir, "serving", "ranker")
+    _step(f"5/6 exporting the additive relevance tower under {export_base}")
+    exported = export.export(os.path.join(workdir, "models", "additive"), export_base)
+    candidate = exported["export_dir"]
+    _step("6/6 validating the export against the last blessed version")
+    validation = validate.validate(candidate, _last_blessed(export_base, candidate), data_dir,
+                                   min_ndcg=0.5, max_regression=0.01)
+    with open(os.path.join(data_dir, "truth.json")) as fh:
+        truth = json.load(fh).get("propensity")
+    print(format_table(metrics, truth, candidate, validation), file=sys.stderr)
+    summary = {
+        "workdir": os.path.abspath(workdir),
+        "seconds": round(time.time() - started, 1),
+        "judged_ndcg@10": {v: m["judged"]["ndcg@10"] for v, m in metrics.items()},
+        "propensity_error": metrics["additive"].get("propensity_error"),
+        "export_dir": candidate,
+        "blessed": validation["blessed"],
+        "artefacts": sorted(os.path.relpath(p, workdir) for p in glob.glob(os.path.join(workdir, "*"))),
+    }
+    with open(os.path.join(workdir, "run_summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
