@@ -1,0 +1,86 @@
+"""Training throughput: additive (two towers) vs naive (relevance tower), and input vs training rate.
+
+    python benchmarks/bench_train.py [--data PREPROCESS_DIR] [--steps 150] [--batch-size 128]
+
+Without --data it writes a tiny-world data folder (tests/conftest.py's generator) with 20k lists.
+Training rates are measured on batches cached in memory, so they exclude input; the input rate is
+the tf.data pipeline alone (read gzip ELWC → batch → parse), iterated without a model.
+Targets (issue #3): additive/naive ≥ 0.90; input rate ≥ 3× the training rate.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import tensorflow as tf  # noqa: E402
+
+from ranker.features import spec as fs  # noqa: E402
+from ranker.models import data  # noqa: E402
+from ranker.models.config import ModelConfig  # noqa: E402
+from ranker.models.train import build  # noqa: E402
+
+
+def examples_in(batches) -> int:
+    return int(sum(tf.reduce_sum(tf.cast(b[fs.MASK], tf.int32)) for b in batches))
+
+
+def training_rate(variant: str, spec, batches, list_size: int, moments: dict, rounds: int) -> float:
+    config = ModelConfig(variant=variant, train_list_size=list_size, moments=moments)
+    model = build(config, spec)
+    step = tf.function(model.train_step)
+    step(batches[0])  # trace and build outside the timing
+    n = examples_in(batches)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for b in batches:
+            step(b)
+    return rounds * n / (time.perf_counter() - start)
+
+
+def input_rate(data_dir: str, spec, list_size: int, batch_size: int, rounds: int) -> float:
+    count, start = 0, time.perf_counter()
+    for _ in range(rounds):
+        for b in data.dataset(data_dir, "train", spec, list_size, batch_size, shuffle=True):
+            count += int(tf.reduce_sum(tf.cast(b[fs.MASK], tf.int32)))
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    data_dir = args.data
+    if not data_dir:
+        from conftest import write_tiny_data
+
+        data_dir = tempfile.mkdtemp(prefix="bench_train_")
+        write_tiny_data(Path(data_dir), n_train=20_000)
+    spec = data.data_spec(data_dir)
+    list_size = data.click_list_size(data_dir, spec)
+    ds = data.dataset(data_dir, "train", spec, list_size, args.batch_size, shuffle=True)
+    batches = list(ds.take(args.steps))
+    moments = data.feature_moments(ds, spec)
+    print(f"data: {data_dir}; {len(batches)} batches of {args.batch_size} lists, "
+          f"{examples_in(batches)} examples; list size {list_size}")
+    naive = training_rate("naive", spec, batches, list_size, moments, args.rounds)
+    additive = training_rate("additive", spec, batches, list_size, moments, args.rounds)
+    pal = training_rate("pal", spec, batches, list_size, moments, args.rounds)
+    feed = input_rate(data_dir, spec, list_size, args.batch_size, 1)
+    print(f"training examples/s  naive {naive:,.0f}  additive {additive:,.0f}  pal {pal:,.0f}")
+    print(f"ratio additive/naive {additive / naive:.3f}  pal/naive {pal / naive:.3f}  (target ≥ 0.90)")
+    print(f"input examples/s {feed:,.0f}; input/training(additive) {feed / additive:.2f}× (target ≥ 3×)")
+
+
+if __name__ == "__main__":
+    main()
