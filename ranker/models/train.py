@@ -100,8 +100,9 @@ def train(data_dir: str, model_dir: str, variant: str = "additive", epochs: int 
     model = build(config, spec)
     manager = checkpoint_manager(model, model_dir)
     train_ds = data.dataset(data_dir, "train", spec, config.train_list_size, config.batch_size,
-                            shuffle=True, seed=seed)
-    eval_ds = (data.dataset(data_dir, "eval", spec, config.train_list_size, config.batch_size)
+                            shuffle=True, seed=seed, cache=True)
+    eval_ds = (data.dataset(data_dir, "eval", spec, config.train_list_size, config.batch_size,
+                            cache=True)
                if data.has_split(data_dir, "eval") else None)
     # Variables are created on the first batch; the checkpoint restores into them then (deferred).
     initial_epoch = restore(model, model_dir, optimizer_too=True)
