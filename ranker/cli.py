@@ -28,6 +28,7 @@ def _simulate(args, beam_args):
         seed=args.seed,
         output_dir=args.output,
         num_queries=args.num_queries,
+        examine_all=args.examine_all,
     )
 
 
@@ -123,6 +124,8 @@ def _add_simulate(sub):
     p.add_argument("--logging-quality", type=float, default=0.5, help="0 random … 1 perfect")
     p.add_argument("--click-model", choices=("pbm", "cascade"), default="pbm")
     p.add_argument("--devices", default="desktop,mobile,tablet")
+    p.add_argument("--examine-all", action="store_true",
+                   help="every shown item is examined: unbiased clicks of the same sessions (a reference)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", required=True, help="folder for logs, feature_spec.json, truth.json")
     p.set_defaults(func=_simulate)

@@ -323,3 +323,20 @@ def test_letor_world_without_test_file_writes_no_judged_lists(tmp_path):
 
 def _yahoo_sizes(data: Path) -> list[int]:
     return [int(x) for x in (data / "rank.train.query").read_text().split()]
+
+
+def test_examine_all_gives_the_same_sessions_without_position_bias(tmp_path):
+    """The unbiased-clicks reference: same rankings and devices, clicks free of examination."""
+    def lines(out, **kw):
+        sm.simulate_to_dir("synthetic", None, None, 5, 0.5, "pbm", ["desktop", "mobile"], 3,
+                        str(out), num_queries=40, **kw)
+        with gzip.open(out / "impressions.jsonl.gz", "rt") as fh:
+            return [json.loads(line) for line in fh]
+
+    biased = lines(tmp_path / "biased")
+    unbiased = lines(tmp_path / "unbiased", examine_all=True)
+    key = lambda r: (r["request_id"], r["position"], r["item_id"], r["device_type"])  # noqa: E731
+    assert [key(r) for r in biased] == [key(r) for r in unbiased]
+    assert sum(r["clicked"] for r in unbiased) > 1.3 * sum(r["clicked"] for r in biased)
+    truth = json.loads((tmp_path / "unbiased" / "truth.json").read_text())
+    assert truth["examine_all"] and truth["propensity"]["mobile"] == [1.0] * 10

@@ -45,10 +45,14 @@ _COMPACT = (",", ":")
 
 def simulate_to_dir(world: str, letor_train: str | None, letor_test: str | None,
                     sessions_per_query: int, logging_quality: float, click_model: str,
-                    devices: list[str], seed: int, output_dir: str, num_queries: int = 400) -> dict:
+                    devices: list[str], seed: int, output_dir: str, num_queries: int = 400,
+                    examine_all: bool = False) -> dict:
     """Simulates click logs and judged lists into `output_dir`; returns the JSON-able summary.
 
     `num_queries` applies to the synthetic world only (a LETOR world has the queries of its files).
+    `examine_all` makes every shown item examined: the same sessions (same seed, same rankings and
+    devices) with clicks free of position bias, the "unbiased clicks" reference that separates
+    click noise from position bias in the naive → oracle gap.
     """
     start = time.perf_counter()
     _check_args(world, letor_train, letor_test, sessions_per_query, logging_quality, click_model)
@@ -74,7 +78,7 @@ def simulate_to_dir(world: str, letor_train: str | None, letor_test: str | None,
     total_sessions = w.logged.num_queries * sessions_per_query
     with _gzip_writer(impressions_path) as out:
         for block in simulate_sessions(w.logged, sessions_per_query, logging_quality, click_model,
-                                       devices, w.max_relevance, session_rng):
+                                       devices, w.max_relevance, session_rng, examine_all):
             out.write(session_lines(w.logged, block, devices, tails, contexts).encode("utf-8"))
             tally.add(block)
             _log(f"{tally.sessions}/{total_sessions} sessions, {tally.impressions} impressions")
@@ -88,11 +92,12 @@ def simulate_to_dir(world: str, letor_train: str | None, letor_test: str | None,
         "click_model": click_model,
         "logging_quality": float(logging_quality),
         "click_noise": ck.CLICK_NOISE,
+        "examine_all": examine_all,
         "max_relevance": _number(w.max_relevance),
         "devices": devices,
         "device_share": ck.device_shares(devices),
         "device_eta": {d: ck.device_eta(d) for d in devices},
-        **tally.examination(click_model),
+        **tally.examination(click_model, examine_all),
         "sessions_per_query": sessions_per_query,
         "queries": {"logged": w.logged.num_queries,
                     "judged": w.judged.num_queries if w.judged is not None else 0},
@@ -176,12 +181,14 @@ class SessionBlock:
 
 def simulate_sessions(qs: worlds.QuerySet, sessions_per_query: int, logging_quality: float,
                       click_model: str, devices: list[str], max_relevance: float,
-                      rng: np.random.Generator) -> Iterator[SessionBlock]:
+                      rng: np.random.Generator, examine_all: bool = False) -> Iterator[SessionBlock]:
     """Sessions of every query (query-major), in blocks of about SESSIONS_PER_BLOCK sessions."""
     policy_rng, device_rng, time_rng, click_rng = rng.spawn(4)
     shares = ck.device_shares(devices)
     p_device = np.array([shares[d] for d in devices])
     curves = np.stack([ck.examination_curve(d) for d in devices])  # [D, 10]
+    if examine_all:
+        curves = np.ones_like(curves)
     base = qs.padded(ck.policy_scores(worlds.by_query_z(qs.latent, qs.offsets), qs.stale,
                                       logging_quality))
     lengths = qs.lengths
@@ -235,16 +242,18 @@ class _Tally:
     def ctr(self) -> dict[str, list]:
         return {d: _rates(self.clicked[i], self.shown[i]) for i, d in enumerate(self.devices)}
 
-    def examination(self, click_model: str) -> dict:
+    def examination(self, click_model: str, examine_all: bool = False) -> dict:
         """PBM: the fixed curves. Cascade: empirical examination rates (no fixed curve exists there:
         whether slot k is seen depends on clicks above it), with propensity relative to slot 1."""
-        if click_model == "pbm":
+        if click_model == "pbm" and not examine_all:
             exam = {d: [float(v) for v in ck.examination_curve(d)] for d in self.devices}
             note = "pbm: p(seen|pos,device) = (1/pos)^eta"
         else:
             exam = {d: _rates(self.examined[i], self.shown[i]) for i, d in enumerate(self.devices)}
             note = ("cascade: empirical fraction of shown impressions at each position that were "
                     "examined; continuation p(seen|k+1)/p(seen|k) of the (1/pos)^eta curve")
+            if examine_all:
+                note = "every shown item examined (no position bias)"
         propensity = {}
         for d, curve in exam.items():
             top = curve[0]
