@@ -1,6 +1,7 @@
 """`ranker run`: the whole pipeline on the built-in synthetic world, every artefact under --workdir.
 
-simulate → preprocess → train naive and additive → evaluate → export additive → validate, then a
+simulate → preprocess → train naive and additive → evaluate → export additive (to a staging base)
+→ validate against the last pushed version → push if blessed (to the base TF Serving polls), then a
 short table: what debiasing bought on judged lists and how well the bias tower found the truth.
 """
 from __future__ import annotations
@@ -19,17 +20,8 @@ def _step(message: str) -> None:
     print(f"[ranker run] {message}", file=sys.stderr, flush=True)
 
 
-def _last_blessed(export_base: str, candidate: str) -> str | None:
-    """The newest earlier version that the gate blessed: the baseline a new model must not regress."""
-    versions = sorted((int(v) for v in os.listdir(export_base) if v.isdigit()), reverse=True)
-    for version in versions:
-        path = os.path.join(export_base, str(version))
-        if path != candidate and os.path.exists(os.path.join(path, "BLESSED")):
-            return path
-    return None
-
-
-def format_table(metrics: dict, truth: dict | None, export_dir: str, validation: dict) -> str:
+def format_table(metrics: dict, truth: dict | None, export_dir: str, validation: dict,
+                 pushed: str | None) -> str:
     lines = ["", "variant     judged nDCG@10   click AUC   propensity error"]
     for variant, m in metrics.items():
         lines.append(f"{variant:<11} {m['judged']['ndcg@10']:>14.4f}   {m['clicks']['auc']:>9.4f}"
@@ -43,13 +35,15 @@ def format_table(metrics: dict, truth: dict | None, export_dir: str, validation:
             lines.append(f"  {device:<8} positions 2-5: {'  '.join(pairs)}")
     lines += ["", f"exported relevance tower: {export_dir}",
               f"validation: {'BLESSED' if validation['blessed'] else 'NOT BLESSED'} ({validation['reason']})"]
+    if pushed:
+        lines.append(f"pushed to the serving base: {pushed}")
     return "\n".join(lines)
 
 
 def run(workdir: str = "work", seed: int = 0, epochs: int | None = None) -> dict:
     from ranker.models import evaluate, train
     from ranker.pipeline import preprocess
-    from ranker.serving import export, validate
+    from ranker.serving import export, push, validate
     from ranker.simulation import simulate
 
     started = time.time()
@@ -68,16 +62,16 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None) -> dict
         train.train(data_dir, model_dir, variant=variant, epochs=epochs or DEFAULT_EPOCHS, seed=seed)
         _step(f"4/6 evaluating {variant}")
         metrics[variant] = evaluate.evaluate_to_file(data_dir, model_dir=model_dir)
-    export_base = os.path.join(workdir, "serving", "ranker")
-    _step(f"5/6 exporting the additive relevance tower under {export_base}")
-    exported = export.export(os.path.join(workdir, "models", "additive"), export_base)
-    candidate = exported["export_dir"]
-    _step("6/6 validating the export against the last blessed version")
-    validation = validate.validate(candidate, _last_blessed(export_base, candidate), data_dir,
+    staging, serving = (os.path.join(workdir, base, "ranker") for base in ("staging", "serving"))
+    _step(f"5/6 exporting the additive relevance tower under {staging}")
+    candidate = export.export(os.path.join(workdir, "models", "additive"), staging)["export_dir"]
+    _step(f"6/6 validating the export against the last version pushed to {serving}")
+    validation = validate.validate(candidate, push.last_pushed(serving), data_dir,
                                    min_ndcg=0.5, max_regression=0.01)
+    pushed = push.push(candidate, serving)["pushed"] if validation["blessed"] else None
     with open(os.path.join(data_dir, "truth.json")) as fh:
         truth = json.load(fh).get("propensity")
-    print(format_table(metrics, truth, candidate, validation), file=sys.stderr)
+    print(format_table(metrics, truth, candidate, validation, pushed), file=sys.stderr)
     summary = {
         "workdir": os.path.abspath(workdir),
         "seconds": round(time.time() - started, 1),
@@ -85,6 +79,7 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None) -> dict
         "propensity_error": metrics["additive"].get("propensity_error"),
         "export_dir": candidate,
         "blessed": validation["blessed"],
+        "pushed": pushed,
         "artefacts": sorted(os.path.relpath(p, workdir) for p in glob.glob(os.path.join(workdir, "*"))),
     }
     with open(os.path.join(workdir, "run_summary.json"), "w") as fh:

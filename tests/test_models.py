@@ -184,6 +184,12 @@ def test_propensity_read_off(additive_dir):
     learned = model.propensity(3)
     for device, logits in curve.items():
         np.testing.assert_allclose(learned[device], np.exp(logits - logits[0]), rtol=1e-3, atol=1e-4)
+    # With logged items' relevance logits: the predicted click-rate ratio for the same items.
+    sample = np.array([-2.0, 0.5], np.float32)
+    with_sample = model.propensity(3, tf.constant(sample))
+    for device, logits in curve.items():
+        rate = (1 / (1 + np.exp(-(sample[:, None] + logits[None, :])))).mean(axis=0)
+        np.testing.assert_allclose(with_sample[device], rate / rate[0], rtol=1e-3, atol=1e-4)
     model.combination = "pal"
     for device, logits in curve.items():
         sig = 1 / (1 + np.exp(-logits))

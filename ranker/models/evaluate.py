@@ -41,8 +41,8 @@ class KerasScorer:
         log_p, _ = self.model.click_log_probs(features, training=False)
         return tf.exp(log_p)
 
-    def propensity(self) -> dict:
-        return self.model.propensity(self.list_size)
+    def propensity(self, relevance_sample: tf.Tensor | None = None) -> dict:
+        return self.model.propensity(self.list_size, relevance_sample)
 
 
 class SavedModelScorer:
@@ -66,7 +66,7 @@ class SavedModelScorer:
     def click_probability(self, features: dict) -> tf.Tensor:
         return tf.sigmoid(self.relevance(features))
 
-    def propensity(self) -> dict:
+    def propensity(self, relevance_sample: tf.Tensor | None = None) -> dict:
         return {}
 
 
@@ -102,6 +102,11 @@ def _click_metrics(scorer, ds: tf.data.Dataset) -> dict:
         raise RankerError("the click split holds no impressions")
     return {"log_loss": round(losses / count, 5), "auc": round(float(auc.result()), 5),
             "ndcg@10": round(float(ndcg.result()), 5), "lists": lists}
+
+
+def relevance_sample(scorer, ds: tf.data.Dataset, max_batches: int = 20) -> tf.Tensor:
+    """Relevance logits of logged (shown) items: the population the additive read-off averages over."""
+    return tf.concat([tf.boolean_mask(scorer.relevance(b), b[fs.MASK]) for b in ds.take(max_batches)], 0)
 
 
 def propensity_error(learned: dict, truth: dict) -> float | None:
@@ -141,6 +146,7 @@ def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | Non
     else:
         scorer = SavedModelScorer(saved_model, spec, data.click_list_size(data_dir, spec))
     metrics: dict = {}
+    sample = None
     for name in _splits(split, data_dir):
         list_size = spec.max_list_size if name == "judged" else scorer.list_size
         ds = data.dataset(data_dir, name, spec, list_size, EVAL_BATCH)
@@ -149,7 +155,8 @@ def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | Non
             metrics["judged"] = _judged_metrics(scorer, ds)
         else:
             metrics["clicks" if name == "eval" else f"clicks_{name}"] = _click_metrics(scorer, ds)
-    learned = scorer.propensity()
+            sample = relevance_sample(scorer, ds)
+    learned = scorer.propensity(sample)
     if learned:
         metrics["propensity"] = learned
     truth = _truth(data_dir)

@@ -10,6 +10,7 @@ import time
 import tensorflow as tf
 
 from ranker.errors import RankerError
+from ranker.features import spec as fs
 from ranker.models import data
 from ranker.models.config import ModelConfig, copy_spec_into, model_spec
 from ranker.models.two_tower import RankingModel
@@ -86,6 +87,12 @@ def load_trained(model_dir: str) -> tuple[RankingModel, ModelConfig, object]:
     return model, config, spec
 
 
+def _relevance_sample(model: RankingModel, ds, max_batches: int = 20):
+    if model.bias_tower is None:
+        return None
+    return tf.concat([tf.boolean_mask(model(b)["relevance"], b[fs.MASK]) for b in ds.take(max_batches)], 0)
+
+
 def train(data_dir: str, model_dir: str, variant: str = "additive", epochs: int = 5,
           batch_size: int = 128, seed: int = 0, position_dropout: float = 0.1,
           bias_dropout: float = 0.0, loss: str = "pointwise", learning_rate: float = 3e-3,
@@ -125,7 +132,7 @@ def train(data_dir: str, model_dir: str, variant: str = "additive", epochs: int 
         "resumed_from_epoch": initial_epoch,
         "seconds": round(time.time() - started, 1),
         "history": history,
-        "propensity": model.propensity(config.train_list_size),
+        "propensity": model.propensity(config.train_list_size, _relevance_sample(model, train_ds)),
     }
     with open(os.path.join(model_dir, "train_summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2)

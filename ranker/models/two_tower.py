@@ -71,11 +71,14 @@ class RankingModel(tfrs.models.Model):
             return combine.listwise_loss(labels, scores, mask)
         return combine.pointwise_loss(labels, log_p, log_1mp, mask)
 
-    def propensity(self, positions: int) -> dict[str, list[float]]:
+    def propensity(self, positions: int, relevance_sample: tf.Tensor | None = None) -> dict[str, list[float]]:
         """Learned examination relative to position 1, per device (two-tower variants only).
 
-        additive: exp(b(k, d) − b(1, d)) — the click odds ratio, ≈ the examination ratio when
-        p(click | seen) is small; pal: σ(b(k, d)) / σ(b(1, d)), the examination ratio itself.
+        pal: σ(b(k, d)) / σ(b(1, d)), the examination ratio itself. additive: the click-rate ratio
+        the model predicts for the same items shown at k instead of 1, mean σ(r + b(k, d)) / mean
+        σ(r + b(1, d)) over `relevance_sample` (relevance logits of logged items) — which is what
+        the examination ratio is under a PBM; without a sample, exp(b(k, d) − b(1, d)), the odds
+        ratio, which matches only while clicks are rare.
         """
         if self.bias_tower is None:
             return {}
@@ -83,8 +86,11 @@ class RankingModel(tfrs.models.Model):
         for device in self.devices:
             logits = self.bias_tower.curve(device, positions)
             if self.combination == combine.PAL:
-                log_exam = tf.math.log_sigmoid(logits)
+                rate = tf.exp(tf.math.log_sigmoid(logits))
+            elif relevance_sample is not None:
+                sample = tf.reshape(tf.cast(relevance_sample, tf.float32), [-1, 1])
+                rate = tf.reduce_mean(tf.sigmoid(sample + logits[None, :]), axis=0)
             else:
-                log_exam = logits
-            curves[device] = [round(float(v), 4) for v in tf.exp(log_exam - log_exam[0]).numpy()]
+                rate = tf.exp(logits)
+            curves[device] = [round(float(v), 4) for v in (rate / rate[0]).numpy()]
         return curves

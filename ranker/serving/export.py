@@ -179,7 +179,7 @@ def _save_version(module, concrete, model, spec, requests, name, tmp_dir) -> dic
     return {"variables": saved_variables, "warmup_records": records, "max_abs_score_diff": max_delta}
 
 
-def _claim_version(tmp_dir: str, export_base: str) -> tuple[int, str]:
+def claim_version(tmp_dir: str, export_base: str) -> tuple[int, str]:
     """Renames tmp_dir to the next free version; retries if a concurrent export took it."""
     for _ in range(20):
         version = next_version(export_base)
@@ -214,7 +214,7 @@ def export(model_dir: str, export_base: str) -> dict:
         with open(os.path.join(tmp_dir, warmup.WARMUP_DIR, INFO_FILE), "w") as fh:
             json.dump({"model_dir": os.path.abspath(model_dir), "variant": config.variant,
                        "warmup_source": source, **checks}, fh, indent=2)
-        version, version_dir = _claim_version(tmp_dir, export_base)
+        version, version_dir = claim_version(tmp_dir, export_base)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     _write_atomically(models_config_path, models_config_text)
