@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -408,3 +409,24 @@ def test_decide_rules():
 def test_validate_rejects_a_folder_that_is_not_an_export(tiny_data, tmp_path):
     with pytest.raises(RankerError, match="saved_model.pb"):
         validate.validate(os.fspath(tmp_path), None, tiny_data, 0.5, 0.01)
+
+
+def test_push_copies_only_blessed_versions_into_the_serving_base(exported, tiny_data, tmp_path):
+    from ranker.serving import push
+
+    staged = tmp_path / "staging" / "ranker"
+    shutil.copytree(exported["export_dir"], staged / "1",
+                    ignore=shutil.ignore_patterns(validate.BLESSED, validate.NOT_BLESSED))
+    serving_base = str(tmp_path / "serving" / "ranker")
+    with pytest.raises(RankerError, match="not blessed"):
+        push.push(str(staged / "1"), serving_base)
+    assert push.last_pushed(serving_base) is None
+    verdict = validate.validate(str(staged / "1"), None, tiny_data, min_ndcg=0.0, max_regression=0.01)
+    assert verdict["blessed"]
+    pushed = push.push(str(staged / "1"), serving_base)
+    assert pushed["version"] == 1 and push.last_pushed(serving_base) == os.path.join(serving_base, "1")
+    assert sorted(os.listdir(serving_base)) == ["1"]  # no temporary folder left behind
+    assert "base_path" in open(pushed["models_config"]).read()
+    with open(os.path.join(serving_base, "1", "saved_model.pb"), "rb") as copy, \
+            open(os.path.join(exported["export_dir"], "saved_model.pb"), "rb") as original:
+        assert copy.read() == original.read()  # the pushed copy is the same model

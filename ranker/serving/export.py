@@ -142,7 +142,7 @@ def check_scores(saved_dir: str, model, requests, spec: fs.FeatureSpec) -> float
     return worst
 
 
-def _models_config(export_base: str, name: str) -> tuple[str, str]:
+def models_config(export_base: str, name: str) -> tuple[str, str]:
     """(path, text) of BASE's parent models.config with this model's entry added or updated."""
     path = os.path.join(os.path.dirname(os.path.abspath(export_base)), MODELS_CONFIG)
     config = model_server_config_pb2.ModelServerConfig()
@@ -163,7 +163,7 @@ def _models_config(export_base: str, name: str) -> tuple[str, str]:
     return path, header + text_format.MessageToString(config)
 
 
-def _write_atomically(path: str, text: str) -> None:
+def write_atomically(path: str, text: str) -> None:
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     with open(tmp, "w") as fh:
         fh.write(text)
@@ -199,7 +199,7 @@ def export(model_dir: str, export_base: str) -> dict:
     if os.path.exists(export_base) and not os.path.isdir(export_base):
         raise RankerError(f"{export_base}: exists and is not a folder")
     name = model_name(export_base)
-    models_config_path, models_config_text = _models_config(export_base, name)
+    models_config_path, models_config_text = models_config(export_base, name)
     model, config, spec = _built_model(model_dir)
     module = signatures.build_module(model.relevance_tower, spec)
     concrete = signatures.signatures(module, spec)
@@ -217,10 +217,10 @@ def export(model_dir: str, export_base: str) -> dict:
         version, version_dir = claim_version(tmp_dir, export_base)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    _write_atomically(models_config_path, models_config_text)
+    write_atomically(models_config_path, models_config_text)
     batching = os.path.join(os.path.dirname(models_config_path), BATCHING_FILE)
     if not os.path.exists(batching):
-        _write_atomically(batching, BATCHING_EXAMPLE)
+        write_atomically(batching, BATCHING_EXAMPLE)
     print(f"exported {version_dir}", file=sys.stderr)
     return {
         "export_dir": version_dir,

@@ -29,4 +29,7 @@ def push(candidate: str, serving_base: str) -> dict:
     os.rmdir(tmp_dir)
     shutil.copytree(candidate, tmp_dir)
     version, target = export.claim_version(tmp_dir, serving_base)
-    return {"pushed": os.path.abspath(target), "version": version, "from": os.path.abspath(candidate)}
+    config_path, config_text = export.models_config(serving_base, export.model_name(serving_base))
+    export.write_atomically(config_path, config_text)
+    return {"pushed": os.path.abspath(target), "version": version, "from": os.path.abspath(candidate),
+            "models_config": config_path}
