@@ -7,6 +7,7 @@ REQUIRED = [
     "tensorflow-ranking==0.5.5",
     "tensorflow-recommenders==0.7.7",
     "apache-beam[tfrecord]==2.77.0",
+    "google-crc32c",  # Beam's TFRecord writer falls back to a slow pure-Python CRC without it
     "tensorflow-serving-api==2.15.1",
     "protobuf>=4.25,<4.26",
     "numpy<2",

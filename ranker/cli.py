@@ -99,7 +99,9 @@ def _validate(args, beam_args):
 def _run(args, beam_args):
     from ranker import workflow
 
-    return workflow.run(workdir=args.workdir, seed=args.seed, epochs=args.epochs)
+    return workflow.run(workdir=args.workdir, seed=args.seed, epochs=args.epochs,
+                        num_queries=args.num_queries, sessions_per_query=args.sessions_per_query,
+                        min_ndcg=args.min_ndcg)
 
 
 def _ablation(args, beam_args):
@@ -188,6 +190,9 @@ def _add_run(sub):
     p.add_argument("--workdir", default="work")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the default epochs")
+    p.add_argument("--num-queries", type=int, default=400, help="logged queries of the world")
+    p.add_argument("--sessions-per-query", type=int, default=20)
+    p.add_argument("--min-ndcg", type=float, default=0.5, help="the validation gate's floor")
     p.set_defaults(func=_run)
 
 

@@ -40,7 +40,8 @@ def format_table(metrics: dict, truth: dict | None, export_dir: str, validation:
     return "\n".join(lines)
 
 
-def run(workdir: str = "work", seed: int = 0, epochs: int | None = None) -> dict:
+def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_queries: int = 400,
+        sessions_per_query: int = 20, min_ndcg: float = 0.5) -> dict:
     from ranker.models import evaluate, train
     from ranker.pipeline import preprocess
     from ranker.serving import export, push, validate
@@ -50,9 +51,9 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None) -> dict
     logs, data_dir = os.path.join(workdir, "logs"), os.path.join(workdir, "data")
     _step(f"1/6 simulating the synthetic world into {logs}")
     simulate.simulate_to_dir(world="synthetic", letor_train=None, letor_test=None,
-                             sessions_per_query=20, logging_quality=0.5, click_model="pbm",
-                             devices=["desktop", "mobile", "tablet"], seed=seed, output_dir=logs,
-                             num_queries=400)
+                             sessions_per_query=sessions_per_query, logging_quality=0.5,
+                             click_model="pbm", devices=["desktop", "mobile", "tablet"], seed=seed,
+                             output_dir=logs, num_queries=num_queries)
     _step(f"2/6 preprocessing (Beam) into {data_dir}")
     preprocess.run_preprocess(os.path.join(logs, "*.jsonl.gz"), data_dir, None, [])
     metrics = {}
@@ -67,7 +68,7 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None) -> dict
     candidate = export.export(os.path.join(workdir, "models", "additive"), staging)["export_dir"]
     _step(f"6/6 validating the export against the last version pushed to {serving}")
     validation = validate.validate(candidate, push.last_pushed(serving), data_dir,
-                                   min_ndcg=0.5, max_regression=0.01)
+                                   min_ndcg=min_ndcg, max_regression=0.01)
     pushed = push.push(candidate, serving)["pushed"] if validation["blessed"] else None
     with open(os.path.join(data_dir, "truth.json")) as fh:
         truth = json.load(fh).get("propensity")
