@@ -1,0 +1,719 @@
+"""The Beam preprocess job: line validation, each PTransform on its own (TestPipeline +
+assert_that), and whole runs: dead letters, the no-line-lost invariant, the ELWC round trip
+through TF-Ranking's parser, stable splits, vocabularies, Parquet = JSONL, byte-identical
+re-runs, driver errors, and simulate → preprocess."""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import random
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from ranker.errors import RankerError
+from ranker.features import spec as fs
+from ranker.pipeline import parse
+from ranker.pipeline import preprocess as pp
+from ranker.pipeline import transforms as tx
+
+SPEC_JSON = {
+    "max_list_size": 5,
+    "context": [{"name": "query", "kind": "categorical", "vocabulary_size": 3}],
+    "item": [
+        {"name": "brand", "kind": "categorical", "hash_buckets": 8},
+        {"name": "price", "kind": "numeric"},
+        {"name": "emb", "kind": "vector", "length": 3},
+    ],
+}
+SPEC = fs.parse_spec(SPEC_JSON)
+DEVICES = ("desktop", "mobile", "tablet")
+
+
+def beam_pipeline():
+    """TestPipeline on the in-process runner (DirectRunner would try to download Prism)."""
+    return BeamTestPipeline(runner=FnApiRunner())
+
+
+def record(request_id="r1", position=1, **overrides) -> dict:
+    rec = {"request_id": request_id, "position": position, "device_type": "desktop",
+           "item_id": f"{request_id}-i{position}", "clicked": 0, "timestamp": 1_700_000_000,
+           "context": {"query": "shoes", "ignored_context": 1},
+           "features": {"brand": "acme", "price": 9.5, "emb": [0.1, 0.2, 0.3], "ignored": "x"}}
+    rec.update(overrides)
+    return {k: v for k, v in rec.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+def dumps(rec: dict) -> bytes:
+    return json.dumps(rec).encode("utf-8")
+
+
+def write_lines(path: Path, lines: list[bytes], spec: dict = SPEC_JSON) -> Path:
+    """Raw lines into .jsonl or .jsonl.gz, with the feature spec beside them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = b"".join(line + b"\n" for line in lines)
+    if path.name.endswith(".gz"):
+        with gzip.GzipFile(path, "wb", mtime=0) as fh:
+            fh.write(data)
+    else:
+        path.write_bytes(data)
+    (path.parent / fs.SPEC_FILENAME).write_text(json.dumps(spec))
+    return path
+
+
+def clean_records(n_requests: int, seed: int = 0) -> list[dict]:
+    """Click lists of 1..max_list_size impressions, gaps in positions, lines in shuffled order."""
+    rng = random.Random(seed)
+    out = []
+    for r in range(n_requests):
+        device = DEVICES[r % 3]
+        query = ["shoes", "hats", "socks", "bags"][rng.randrange(4)]
+        positions = sorted(rng.sample(range(1, 8), rng.randint(1, SPEC.max_list_size)))
+        for position in positions:
+            out.append(record(
+                f"req{r:05d}", position, device_type=device,
+                clicked=int(rng.random() < 0.5 / position),
+                item_id=f"item{rng.randrange(50)}", context={"query": query},
+                features={"brand": f"b{rng.randrange(5)}", "price": round(rng.uniform(1, 99), 2),
+                          "emb": [round(rng.gauss(0, 1), 3) for _ in range(3)]}))
+    rng.shuffle(out)
+    return out
+
+
+def read_records(data_dir: Path, split: str) -> list[bytes]:
+    import tensorflow as tf
+
+    files = sorted(str(p) for p in (data_dir / split).glob("*.tfrecord.gz"))
+    if not files:
+        return []
+    return sorted(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+
+
+def read_dead_letters(data_dir: Path) -> list[dict]:
+    out = []
+    for path in sorted((data_dir / "dead_letter").glob("*.jsonl")):
+        out.extend(json.loads(line) for line in path.read_text().splitlines() if line)
+    return out
+
+
+def request_id_of(serialized: bytes) -> str:
+    from tensorflow_serving.apis import input_pb2
+
+    elwc = input_pb2.ExampleListWithContext.FromString(serialized)
+    return elwc.context.features.feature[fs.REQUEST_ID].bytes_list.value[0].decode()
+
+
+# --- parse_line ----------------------------------------------------------------------------------
+
+def test_parse_line_normalises_a_valid_line():
+    rec = record(clicked=True, context={"query": 17, "other": "x"})
+    impression, dead = parse.parse_line(dumps(rec), SPEC, "f.jsonl", 3)
+    assert dead is None
+    assert impression == {
+        "request_id": "r1", "position": 1, "device_type": "desktop", "item_id": "r1-i1",
+        "clicked": 1, "relevance": None, "timestamp": 1_700_000_000,
+        "context": {"query": "17"},
+        "features": {"brand": "acme", "price": 9.5, "emb": [0.1, 0.2, 0.3]},
+    }
+
+
+def test_parse_line_judged_line_and_optional_fields():
+    rec = record(clicked=_DROP, relevance=3, timestamp=_DROP, context=_DROP,
+                 features={"price": 2, "emb": [1, 2, 3]})
+    impression, dead = parse.parse_line(dumps(rec), SPEC, "f.jsonl", 1)
+    assert dead is None and parse.is_judged(impression)
+    assert impression["relevance"] == 3.0 and impression["timestamp"] is None
+    assert impression["context"] == {} and impression["features"] == {"price": 2.0,
+                                                                         "emb": [1.0, 2.0, 3.0]}
+
+
+BAD_LINES = [
+    (b'{"request_id": "r\xff\xfe", "position": 1}', parse.INVALID_UTF8),
+    (b'{"request_id": "r1", "position": 1', parse.INVALID_JSON),
+    (b"", parse.INVALID_JSON),
+    (b"[1, 2, 3]", parse.INVALID_JSON),
+    (b'"just a string"', parse.INVALID_JSON),
+    (dumps(record(request_id=_DROP)), parse.MISSING_FIELD),
+    (dumps(record(position=_DROP)), parse.MISSING_FIELD),
+    (dumps(record(device_type=_DROP)), parse.MISSING_FIELD),
+    (dumps(record(item_id=_DROP)), parse.MISSING_FIELD),
+    (dumps(record(clicked=_DROP)), parse.MISSING_FIELD),
+    (dumps(record(request_id=5)), parse.WRONG_TYPE),
+    (dumps(record(request_id="")), parse.WRONG_TYPE),
+    (dumps(record(item_id=["a"])), parse.WRONG_TYPE),
+    (dumps(record(clicked=2)), parse.WRONG_TYPE),
+    (dumps(record(clicked="1")), parse.WRONG_TYPE),
+    (dumps(record(clicked=1.0)), parse.WRONG_TYPE),
+    (dumps(record(relevance="high")), parse.WRONG_TYPE),
+    (dumps(record(timestamp="yesterday")), parse.WRONG_TYPE),
+    (dumps(record(context={"query": {"nested": 1}})), parse.WRONG_TYPE),
+    (dumps(record(context={"query": True})), parse.WRONG_TYPE),
+    (dumps(record(context="shoes")), parse.WRONG_TYPE),
+    (dumps(record(features={"price": "9.50"})), parse.WRONG_TYPE),
+    (dumps(record(features={"price": False})), parse.WRONG_TYPE),
+    (dumps(record(features={"emb": "0.1,0.2,0.3"})), parse.WRONG_TYPE),
+    (dumps(record(features={"emb": [0.1, "a", 0.3]})), parse.WRONG_TYPE),
+    (dumps(record(position=0)), parse.INVALID_POSITION),
+    (dumps(record(position=-2)), parse.INVALID_POSITION),
+    (dumps(record(position=2.0)), parse.INVALID_POSITION),
+    (dumps(record(position=2.5)), parse.INVALID_POSITION),
+    (dumps(record(position=True)), parse.INVALID_POSITION),
+    (dumps(record(position="3")), parse.INVALID_POSITION),
+    (b'{"request_id": "r1", "position": 1, "device_type": "d", "item_id": "i", "clicked": 0,'
+     b' "features": {"price": NaN}}', parse.NON_FINITE),
+    (dumps(record(features={"emb": [0.1, float("inf"), 0.3]})), parse.NON_FINITE),
+    (dumps(record(relevance=float("nan"))), parse.NON_FINITE),
+    (dumps(record(position=float("-inf"))), parse.NON_FINITE),
+    (dumps(record(features={"emb": [0.1, 0.2]})), parse.WRONG_VECTOR_LENGTH),
+    (dumps(record(features={"emb": [0.1, 0.2, 0.3, 0.4]})), parse.WRONG_VECTOR_LENGTH),
+    (b'{"request_id": "r\\ud800", "position": 1, "device_type": "d", "item_id": "i", "clicked": 0}',
+     parse.INVALID_UTF8),
+]
+
+
+@pytest.mark.parametrize("raw,reason", BAD_LINES)
+def test_parse_line_rejects_with_a_stable_reason(raw, reason):
+    impression, dead = parse.parse_line(raw, SPEC, "logs/a.jsonl", 42)
+    assert impression is None
+    assert dead["reason"] == reason, dead
+    assert dead["source"] == "logs/a.jsonl" and dead["line"] == 42
+    assert dead["raw"] == raw.decode("utf-8", errors="replace") and dead["detail"]
+
+
+def test_parse_line_missing_field_names_the_field():
+    _, dead = parse.parse_line(dumps(record(clicked=_DROP)), SPEC, "a", 1)
+    assert dead["detail"] == "clicked"
+    _, dead = parse.parse_line(dumps(record(item_id=_DROP)), SPEC, "a", 1)
+    assert dead["detail"] == "item_id"
+
+
+def test_dead_letter_raw_is_truncated():
+    raw = dumps(record(position=0, item_id="x" * 5000))
+    _, dead = parse.parse_line(raw, SPEC, "a", 1)
+    assert len(dead["raw"]) == parse.MAX_RAW_CHARS
+
+
+def test_reasons_are_distinct():
+    assert len(set(parse.REASONS)) == len(parse.REASONS) == 10
+
+
+# --- PTransforms ---------------------------------------------------------------------------------
+
+def test_read_log_lines_jsonl_gzip_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    plain = write_lines(tmp_path / "a.jsonl", [b'{"a": 1}', b"\xff not utf-8", b""])
+    packed = write_lines(tmp_path / "b.jsonl.gz", [b'{"b": 2}\r'])
+    rows = [{"request_id": "p1", "position": 1, "context": {"query": "q"}},
+            {"request_id": "p2", "position": 2, "context": None}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "c.parquet")
+    with beam_pipeline() as p:
+        lines = p | tx.ReadLogLines(str(tmp_path / "[abc].*"))
+        text = (lines | beam.Filter(lambda l: not l[0].endswith(".parquet")))
+        rows_out = (lines | beam.Filter(lambda l: l[0].endswith(".parquet"))
+                    | beam.Map(lambda l: (os.path.basename(l[0]), l[1], json.loads(l[2]))))
+        assert_that(text, equal_to([(str(plain), 1, b'{"a": 1}'),
+                                    (str(plain), 2, b"\xff not utf-8"),
+                                    (str(plain), 3, b""), (str(packed), 1, b'{"b": 2}')]),
+                    label="text")
+        assert_that(rows_out, equal_to([("c.parquet", 1, rows[0]),
+                                        ("c.parquet", 2, {"request_id": "p2", "position": 2})]),
+                    label="parquet")
+
+
+def test_parse_impressions_tags_valid_and_dead_letters():
+    lines = [("a", 1, dumps(record("r1", 1))), ("a", 2, b"{oops"), ("a", 3, dumps(record("r2", 0)))]
+    with beam_pipeline() as p:
+        parsed = p | beam.Create(lines) | tx.ParseImpressions(SPEC)
+        valid = parsed[tx.VALID] | beam.Map(lambda kv: (kv[0], kv[1][:2], kv[1][3]["item_id"]))
+        dead = parsed[tx.DEAD_LETTER] | beam.Map(lambda d: (d["source"], d["line"], d["reason"]))
+        assert_that(valid, equal_to([("r1", ("a", 1), "r1-i1")]), label="valid")
+        assert_that(dead, equal_to([("a", 2, parse.INVALID_JSON),
+                                    ("a", 3, parse.INVALID_POSITION)]), label="dead")
+
+
+def test_parse_impressions_counts_dead_letters_by_reason():
+    from apache_beam.metrics.metric import MetricsFilter
+
+    p = beam_pipeline()
+    lines = [("a", 1, b"{oops"), ("a", 2, b"[]"), ("a", 3, dumps(record()))]
+    _ = p | beam.Create(lines) | tx.ParseImpressions(SPEC)
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in
+                result.metrics().query(MetricsFilter().with_namespace(tx.NAMESPACE))["counters"]}
+    assert counters["dead_letter_invalid_json"] == 2 and counters["lines_parsed"] == 1
+
+
+def _located(tmp_path: Path, lines: list[tuple[str, int, dict]]):
+    """Parsed (request_id, (source, line, raw, impression)) of lines written to real files."""
+    by_file: dict = {}
+    for name, n, rec in lines:
+        by_file.setdefault(name, {})[n] = dumps(rec)
+    paths = {}
+    for name, numbered in by_file.items():
+        paths[name] = str(write_lines(tmp_path / f"{name}.jsonl",
+                                      [numbered.get(n, b"{}") for n in range(1, max(numbered) + 1)]))
+    out = []
+    for name, n, rec in lines:
+        impression, dead = parse.parse_line(dumps(rec), SPEC, paths[name], n)
+        assert dead is None
+        out.append((impression["request_id"], (paths[name], n, dumps(rec), impression)))
+    return out
+
+
+def test_group_into_lists_orders_and_applies_list_rules(tmp_path):
+    judged = dict(clicked=_DROP, relevance=2)
+    lines = _located(tmp_path,
+        [("b", 1, record("ok", 3)), ("a", 9, record("ok", 1)), ("a", 2, record("ok", 2))]
+        + [("a", 3, record("dup", 1, item_id="first")),
+           ("a", 7, record("dup", 1, item_id="second")), ("a", 4, record("dup", 2))]
+        + [("a", 10 + i, record("long", i + 1)) for i in range(SPEC.max_list_size + 1)]
+        + [("a", 30, record("mixed", 1)), ("a", 31, record("mixed", 2, **judged))]
+        + [("a", 40, record("j", 2, **judged)), ("a", 41, record("j", 1, **judged))])
+    raw_of = {(located[0], located[1]): located[2].decode() for _, located in lines}
+    with beam_pipeline() as p:
+        grouped = p | beam.Create(lines) | tx.GroupIntoLists(SPEC)
+        lists = grouped[tx.LISTS] | beam.Map(
+            lambda l: (l[0], l[1], [(i["position"], i["item_id"]) for i in l[2]]))
+        dead = grouped[tx.DEAD_LETTER] | beam.Map(
+            lambda d: (d["line"], d["reason"], d["raw"] == raw_of[(d["source"], d["line"])]))
+        assert_that(lists, equal_to([
+            ("ok", "clicked", [(1, "ok-i1"), (2, "ok-i2"), (3, "ok-i3")]),
+            ("dup", "clicked", [(1, "first"), (2, "dup-i2")]),
+            ("j", "judged", [(1, "j-i1"), (2, "j-i2")]),
+        ]), label="lists")
+        assert_that(dead, equal_to(
+            [(7, parse.DUPLICATE_POSITION, True)]
+            + [(10 + i, parse.LIST_TOO_LONG, True) for i in range(SPEC.max_list_size + 1)]
+            + [(30, parse.MIXED_LABELS, True), (31, parse.MIXED_LABELS, True)]), label="dead")
+
+
+def test_group_into_lists_keeps_vectors_as_float32():
+    impression, _ = parse.parse_line(dumps(record(features={"emb": [0.1, 1e300, 2]})), SPEC, "a", 1)
+    vectors = tx._vector_fields(SPEC)
+    packed = tx.pack_impression(impression, vectors)
+    assert impression["features"]["emb"] == [0.1, 1e300, 2.0]  # the input is not mutated
+    assert tx.unpack_impression(packed, vectors)["features"]["emb"] == \
+        [np.float32(0.1).item(), math.inf, 2.0]
+
+
+def test_split_by_request_hash():
+    lists = [(f"r{i}", "clicked", []) for i in range(200)] + [("j1", "judged", [])]
+    expected = {split: [] for split in tx.SPLITS}
+    for lst in lists:
+        expected[tx.split_of(lst[0], lst[1])].append(lst[0])
+    assert expected["judged"] == ["j1"] and 5 <= len(expected["eval"]) <= 40
+    with beam_pipeline() as p:
+        splits = p | beam.Create(lists) | tx.SplitByRequestHash()
+        for split in tx.SPLITS:
+            assert_that(splits[split] | f"Id_{split}" >> beam.Map(lambda l: l[0]),
+                        equal_to(expected[split]), label=split)
+
+
+def test_split_is_stable_and_about_ninety_ten():
+    ids = [f"request-{i}" for i in range(5000)]
+    first = [tx.split_of(i, "clicked") for i in ids]
+    assert first == [tx.split_of(i, "clicked") for i in ids]
+    assert 0.08 < first.count("eval") / len(ids) < 0.12
+    assert set(first) == {"train", "eval"}
+
+
+def test_write_elwc_round_trip(tmp_path):
+    import tensorflow as tf
+
+    from ranker import tfr
+
+    impressions = [parse.parse_line(dumps(record("r1", pos, clicked=int(pos == 2),
+                                                 features={"price": float(pos), "brand": f"b{pos}",
+                                                           "emb": [pos, 0, 1]})),
+                                    SPEC, "a", pos)[0] for pos in (2, 1, 3)]
+    with beam_pipeline() as p:
+        _ = p | beam.Create([("r1", "clicked", impressions)]) | tx.WriteElwc(
+            SPEC, str(tmp_path / "out" / "part"))
+    files = [str(f) for f in (tmp_path / "out").glob("*.tfrecord.gz")]
+    assert files
+    batch = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4)))
+    parsed = tfr.parse_elwc_batch(batch, SPEC, list_size=5)
+    assert parsed[fs.POSITION].numpy().tolist() == [[1, 2, 3, 0, 0]]
+    assert parsed[fs.CLICKED].numpy().tolist() == [[0, 1, 0, -1, -1]]
+    assert parsed[fs.MASK].numpy().tolist() == [[True, True, True, False, False]]
+    assert parsed["price"].numpy().tolist() == [[1.0, 2.0, 3.0, 0.0, 0.0]]
+    assert parsed["brand"].numpy()[0, :3].tolist() == [b"b1", b"b2", b"b3"]
+    assert parsed["emb"].numpy()[0, 2].tolist() == [3.0, 0.0, 1.0]
+    assert parsed["query"].numpy().tolist() == [b"shoes"]
+    assert parsed[fs.DEVICE].numpy().tolist() == [b"desktop"]
+
+
+def test_compute_vocabularies_by_frequency(tmp_path):
+    def imp(query, device, brand="b"):
+        return {"device_type": device, "context": {"query": query}, "features": {"brand": brand}}
+
+    lists = [
+        ("r1", "clicked", [imp("b", "mobile"), imp("b", "mobile"), imp("a", "desktop")]),
+        ("r2", "clicked", [imp("a", "desktop"), imp("c", "mobile"), imp("d", "tablet")]),
+        ("r3", "clicked", [imp("c", "mobile"), imp("", "tablet"), imp("e\nf", "tablet")]),
+        ("j1", "judged", [imp("z", "unknown"), imp("z", "unknown"), imp("z", "unknown")]),
+    ]
+    vocab_dir = tmp_path / "vocab"
+    with beam_pipeline() as p:
+        vocabularies = p | beam.Create(lists) | tx.ComputeVocabularies(SPEC, str(vocab_dir))
+        # query: z 3, a/b/c 2 each (ties by value), d 1, capped at vocabulary_size 3
+        assert_that(vocabularies, equal_to([("query", ["z", "a", "b"]),
+                                            ("device_type", ["mobile", "tablet", "desktop"])]))
+    assert fs.read_vocabulary(str(vocab_dir / "query.txt")) == ["z", "a", "b"]
+    assert fs.read_vocabulary(str(vocab_dir / "device_type.txt")) == ["mobile", "tablet", "desktop"]
+    assert not (vocab_dir / "brand.txt").exists()  # hashed: no vocabulary
+
+
+def test_compute_stats():
+    def imp(position, device, clicked):
+        return {"position": position, "device_type": device, "clicked": clicked}
+
+    train = [("r1", "clicked", [imp(1, "desktop", 1), imp(2, "desktop", 0)]),
+             ("r2", "clicked", [imp(1, "desktop", 0), imp(2, "desktop", 0)])]
+    evals = [("r3", "clicked", [imp(1, "mobile", 1)])]
+    judged = [("j1", "judged", [imp(1, "unknown", None), imp(2, "watch", None),
+                                imp(3, "mobile", None)])]
+    dead = [{"reason": parse.INVALID_JSON}, {"reason": parse.MIXED_LABELS},
+            {"reason": parse.INVALID_JSON}]
+    with beam_pipeline() as p:
+        stats = {"lines": p | "Lines" >> beam.Create(range(11)),
+                 "dead_letter": p | "Dead" >> beam.Create(dead),
+                 "train": p | "Train" >> beam.Create(train),
+                 "eval": p | "Eval" >> beam.Create(evals),
+                 "judged": p | "Judged" >> beam.Create(judged)} | tx.ComputeStats()
+
+        def check(outputs):
+            (s,) = outputs
+            assert s["lines_read"] == 11 and s["impressions_valid"] == 8
+            assert s["dead_letter"]["total"] == 3
+            assert s["dead_letter"]["by_reason"][parse.INVALID_JSON] == 2
+            assert s["dead_letter"]["by_reason"][parse.MIXED_LABELS] == 1
+            assert s["requests"] == {"train": 2, "eval": 1, "judged": 1}
+            assert s["impressions"] == {"train": 4, "eval": 1, "judged": 3}
+            assert s["ctr_by_position_device"] == {"desktop": {"1": 0.5, "2": 0.0},
+                                                   "mobile": {"1": 1.0}}
+            assert s["impressions_by_position_device"]["desktop"] == {"1": 2, "2": 2}
+            assert s["unknown_device"] == 1  # "watch"; "unknown" and "mobile" are not counted
+
+        assert_that(stats, check)
+
+
+# --- whole runs ----------------------------------------------------------------------------------
+
+def rich_input(root: Path) -> dict:
+    """Two files: clean lists, one line of every bad class, list-level faults, judged lists."""
+    judged = dict(clicked=_DROP, relevance=1.5)
+    a_lines = [dumps(r) for r in clean_records(300, seed=1)]
+    bad_a = {
+        parse.INVALID_UTF8: b'{"request_id": "bad\xff", "position": 1}',
+        parse.INVALID_JSON: b"{this is not json",
+        parse.MISSING_FIELD: dumps(record("m1", 1, clicked=_DROP)),
+        parse.WRONG_TYPE: dumps(record("w1", 1, context={"query": {"a": 1}})),
+        parse.INVALID_POSITION: dumps(record("p1", 2.0)),
+        parse.NON_FINITE: b'{"request_id": "n1", "position": 1, "device_type": "desktop", '
+                          b'"item_id": "i", "clicked": 1, "features": {"price": NaN}}',
+        parse.WRONG_VECTOR_LENGTH: dumps(record("v1", 1, features={"emb": [1.0]})),
+    }
+    expected = {}
+    lines = list(a_lines)
+    for i, (reason, raw) in enumerate(bad_a.items()):
+        lines.insert(10 * i + 5, raw)
+    for reason, raw in bad_a.items():
+        expected[reason] = [("a.jsonl", lines.index(raw) + 1)]
+    lines.append(b"")  # a blank line is a line too: invalid_json
+    expected[parse.INVALID_JSON].append(("a.jsonl", len(lines)))
+    write_lines(root / "a.jsonl", lines)
+
+    b_lines = [dumps(record(f"s{i:05d}", 1, device_type=DEVICES[i % 3], clicked=i % 2))
+               for i in range(3000)]
+    b_lines += [dumps(record("dup", 1, item_id="kept")), dumps(record("dup", 2)),
+                dumps(record("dup", 1, item_id="dropped"))]
+    b_lines += [dumps(record("long", i + 1)) for i in range(SPEC.max_list_size + 1)]
+    b_lines += [dumps(record("mixed", 1)), dumps(record("mixed", 2, **judged))]
+    b_lines += [dumps(record("judged1", p, device_type="smartwatch", **judged)) for p in (1, 2)]
+    b_lines += [dumps(record("judged2", p, device_type="unknown", **judged)) for p in (1, 2, 3)]
+    b_lines += [dumps(record("tv1", 1, device_type="tv"))]
+    write_lines(root / "b.jsonl.gz", b_lines)
+    start = 3001
+    expected[parse.DUPLICATE_POSITION] = [("b.jsonl.gz", start + 2)]
+    expected[parse.LIST_TOO_LONG] = [("b.jsonl.gz", start + 3 + i)
+                                     for i in range(SPEC.max_list_size + 1)]
+    start += 3 + SPEC.max_list_size + 1
+    expected[parse.MIXED_LABELS] = [("b.jsonl.gz", start), ("b.jsonl.gz", start + 1)]
+    return {"lines": len(lines) + len(b_lines), "dead": expected}
+
+
+@pytest.fixture(scope="module")
+def rich_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rich")
+    info = rich_input(root / "logs")
+    stats = pp.run_preprocess(str(root / "logs" / "*"), str(root / "out"), None, [])
+    return root, info, stats
+
+
+def test_every_bad_class_is_dead_lettered_with_source_and_line(rich_run):
+    root, info, stats = rich_run
+    letters = read_dead_letters(root / "out")
+    got = {}
+    for letter in letters:
+        got.setdefault(letter["reason"], []).append((os.path.basename(letter["source"]),
+                                                     letter["line"]))
+        assert set(letter) == {"source", "line", "reason", "detail", "raw"}
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in info["dead"].items()}
+    assert set(got) == set(parse.REASONS)
+    texts = {}
+    for name in ("a.jsonl", "b.jsonl.gz"):
+        path = root / "logs" / name
+        data = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+        texts[name] = [line.decode("utf-8", errors="replace") for line in data.split(b"\n")]
+    for letter in letters:  # list-level letters too: their raw line is read back from the file
+        assert letter["raw"] == texts[os.path.basename(letter["source"])][letter["line"] - 1]
+    for reason, places in info["dead"].items():
+        assert stats["dead_letter"]["by_reason"][reason] == len(places)
+
+
+def test_no_line_disappears(rich_run):
+    root, info, stats = rich_run
+    assert stats["lines_read"] == info["lines"]
+    assert stats["lines_read"] == stats["impressions_valid"] + stats["dead_letter"]["total"]
+    written = sum(len(read_records(root / "out", s)) for s in tx.SPLITS)
+    assert written == sum(stats["requests"].values())
+    on_disk = json.loads((root / "out" / "stats.json").read_text())
+    assert on_disk["lines_read"] == stats["lines_read"]
+
+
+def test_unknown_device_is_counted_not_rejected(rich_run):
+    root, _, stats = rich_run
+    assert stats["unknown_device"] == 2  # the smartwatch judged list; "unknown" is not counted
+    assert stats["requests"]["judged"] == 2
+    judged_ids = {request_id_of(r) for r in read_records(root / "out", "judged")}
+    assert judged_ids == {"judged1", "judged2"}
+    devices = fs.read_vocabulary(str(root / "out" / "vocab" / "device_type.txt"))
+    assert devices[-1] == "tv" and "smartwatch" not in devices and "unknown" not in devices
+
+
+def test_split_roughly_ninety_ten_and_hash_stable(rich_run):
+    root, _, stats = rich_run
+    clicked = stats["requests"]["train"] + stats["requests"]["eval"]
+    assert clicked > 3000
+    assert 0.07 < stats["requests"]["eval"] / clicked < 0.13
+    for split in ("train", "eval"):
+        for rec in read_records(root / "out", split):
+            assert tx.split_of(request_id_of(rec), "clicked") == split
+
+
+def test_outputs_layout_and_resolved_spec(rich_run):
+    root, _, stats = rich_run
+    out = root / "out"
+    resolved = fs.load_spec(str(out / fs.SPEC_FILENAME))
+    query = resolved.feature("query")
+    assert query.vocabulary_file == "vocab/query.txt" and query.vocabulary_size == 3
+    assert resolved.device_vocabulary_file == "vocab/device_type.txt"
+    assert resolved.feature("brand").hash_buckets == 8
+    assert stats["vocabulary_sizes"] == {"query": 3, "device_type": 4}
+    assert fs.read_vocabulary(resolved.vocabulary_path(query)) == \
+        fs.read_vocabulary(str(out / "vocab" / "query.txt"))
+    ctr = stats["ctr_by_position_device"]
+    assert set(ctr) == {"desktop", "mobile", "tablet", "tv"}
+    assert [int(p) for p in ctr["desktop"]] == sorted(int(p) for p in ctr["desktop"])
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clean")
+    records = clean_records(200)
+    write_lines(root / "logs" / "impressions.jsonl", [dumps(r) for r in records])
+    (root / "logs" / "truth.json").write_text('{"propensity": {}}')
+    stats = pp.run_preprocess(str(root / "logs" / "*.jsonl"), str(root / "out"), None, [])
+    return root, records, stats
+
+
+def test_elwc_round_trip_through_tf_ranking(clean_run):
+    import tensorflow as tf
+
+    from ranker import tfr
+
+    root, records, stats = clean_run
+    spec = fs.load_spec(str(root / "out" / fs.SPEC_FILENAME))
+    by_request: dict = {}
+    for rec in records:
+        by_request.setdefault(rec["request_id"], []).append(rec)
+    serialized = read_records(root / "out", "train") + read_records(root / "out", "eval")
+    clicked_lists = stats["requests"]["train"] + stats["requests"]["eval"]
+    assert len(serialized) == len(by_request) == clicked_lists
+    size = spec.max_list_size
+    parsed = tfr.parse_elwc_batch(tf.constant(serialized), spec, list_size=size)
+    for row, rec in enumerate(serialized):
+        lines = sorted(by_request[request_id_of(rec)], key=lambda r: r["position"])
+        n = len(lines)
+        pad = size - n
+        assert parsed[fs.MASK][row].numpy().tolist() == [True] * n + [False] * pad
+        positions = [r["position"] for r in lines] + [fs.PADDING_POSITION] * pad
+        clicked = [r["clicked"] for r in lines] + [int(fs.PADDING_LABEL)] * pad
+        assert parsed[fs.POSITION][row].numpy().tolist() == positions
+        assert parsed[fs.CLICKED][row].numpy().tolist() == clicked
+        assert parsed[fs.DEVICE][row].numpy().decode() == lines[0]["device_type"]
+        assert parsed["query"][row].numpy().decode() == lines[0]["context"]["query"]
+        assert [b.decode() for b in parsed["brand"][row, :n].numpy()] == \
+            [r["features"]["brand"] for r in lines]
+        np.testing.assert_allclose(parsed["price"][row, :n].numpy(),
+                                   [r["features"]["price"] for r in lines], rtol=1e-6)
+        np.testing.assert_allclose(parsed["emb"][row, :n].numpy(),
+                                   [r["features"]["emb"] for r in lines], rtol=1e-6, atol=1e-7)
+
+
+def test_clean_run_outputs(clean_run):
+    root, records, stats = clean_run
+    out = root / "out"
+    assert stats["dead_letter"]["total"] == 0 and stats["lines_read"] == len(records)
+    assert not (out / "judged").exists()  # no judged input → no judged split
+    assert (out / "truth.json").read_text() == '{"propensity": {}}'
+    counts: dict = {}
+    for rec in records:
+        counts[rec["context"]["query"]] = counts.get(rec["context"]["query"], 0) + 1
+    ranked = sorted(counts, key=lambda q: (-counts[q], q))[:3]
+    assert fs.read_vocabulary(str(out / "vocab" / "query.txt")) == ranked
+
+
+def test_rerun_gives_identical_records(clean_run, tmp_path):
+    root, _, _ = clean_run
+    before = {s: read_records(root / "out", s) for s in tx.SPLITS}
+    (root / "out" / "train" / "stale-00000-of-00001.tfrecord.gz").write_bytes(b"")
+    pp.run_preprocess(str(root / "logs" / "*.jsonl"), str(root / "out"), None, [])
+    after = {s: read_records(root / "out", s) for s in tx.SPLITS}
+    assert before == after and before["train"]
+    assert not list((root / "out" / "train").glob("stale*"))
+
+
+def test_parquet_input_gives_the_same_elwcs(clean_run, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root, records, _ = clean_run
+    (tmp_path / "logs").mkdir()
+    half = len(records) // 2
+    pq.write_table(pa.Table.from_pylist(records[:half]), tmp_path / "logs" / "part1.parquet")
+    pq.write_table(pa.Table.from_pylist(records[half:]), tmp_path / "logs" / "part2.parquet")
+    (tmp_path / "logs" / fs.SPEC_FILENAME).write_text(json.dumps(SPEC_JSON))
+    pp.run_preprocess(str(tmp_path / "logs" / "*.parquet"), str(tmp_path / "out"), None, [])
+    for split in tx.SPLITS:
+        assert read_records(tmp_path / "out", split) == read_records(root / "out", split)
+
+
+@pytest.mark.slow
+def test_multi_processing_runner_gives_the_same_records(clean_run, tmp_path):
+    root, _, stats = clean_run
+    args = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    multi = pp.run_preprocess(str(root / "logs" / "*.jsonl"), str(tmp_path / "out"), None, args)
+    assert multi["requests"] == stats["requests"]
+    for split in tx.SPLITS:
+        assert read_records(tmp_path / "out", split) == read_records(root / "out", split)
+
+
+# --- driver errors -------------------------------------------------------------------------------
+
+def test_error_no_match_and_missing_file(tmp_path):
+    with pytest.raises(RankerError, match="no file matches"):
+        pp.run_preprocess(str(tmp_path / "*.jsonl"), str(tmp_path / "out"), None, [])
+    with pytest.raises(RankerError, match=r"missing\.jsonl: no such file"):
+        pp.run_preprocess(str(tmp_path / "missing.jsonl"), str(tmp_path / "out"), None, [])
+
+
+def test_error_empty_input(tmp_path):
+    path = write_lines(tmp_path / "empty.jsonl", [])
+    path.write_bytes(b"")
+    with pytest.raises(RankerError, match=r"empty\.jsonl: empty input"):
+        pp.run_preprocess(str(path), str(tmp_path / "out"), None, [])
+    gz = write_lines(tmp_path / "empty.jsonl.gz", [])
+    with gzip.GzipFile(gz, "wb") as fh:
+        fh.write(b"")
+    with pytest.raises(RankerError, match="empty input"):
+        pp.run_preprocess(str(gz), str(tmp_path / "out"), None, [])
+
+
+def test_error_truncated_and_corrupt_gzip(tmp_path):
+    good = write_lines(tmp_path / "good.jsonl.gz", [dumps(record(f"r{i}")) for i in range(2000)])
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.jsonl.gz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RankerError, match=r"truncated\.jsonl\.gz: truncated gzip"):
+        pp.run_preprocess(str(tmp_path / "*.gz"), str(tmp_path / "out"), None, [])
+    truncated.unlink()
+    corrupt = tmp_path / "corrupt.jsonl.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"\xff" * 100)  # reserved block type
+    with pytest.raises(RankerError, match=r"corrupt\.jsonl\.gz: corrupt gzip"):
+        pp.run_preprocess(str(corrupt), str(tmp_path / "out"), None, [])
+    assert not (tmp_path / "out").exists()  # nothing is written before the input checks pass
+
+
+def test_error_missing_or_invalid_spec(tmp_path):
+    path = write_lines(tmp_path / "logs" / "a.jsonl", [dumps(record())])
+    (tmp_path / "logs" / fs.SPEC_FILENAME).unlink()
+    with pytest.raises(RankerError, match=r"feature_spec\.json: feature spec not found"):
+        pp.run_preprocess(str(path), str(tmp_path / "out"), None, [])
+    bad = tmp_path / "bad_spec.json"
+    bad.write_text('{"item": [{"name": "price", "kind": "money"}]}')
+    with pytest.raises(RankerError, match=r"bad_spec\.json: .*kind must be one of"):
+        pp.run_preprocess(str(path), str(tmp_path / "out"), str(bad), [])
+    bad.write_text("{not json")
+    with pytest.raises(RankerError, match=r"bad_spec\.json: not valid JSON"):
+        pp.run_preprocess(str(path), str(tmp_path / "out"), str(bad), [])
+
+
+def test_error_unknown_flag_and_unsupported_file(tmp_path):
+    path = write_lines(tmp_path / "logs" / "a.jsonl", [dumps(record())])
+    with pytest.raises(RankerError, match="unknown option"):
+        pp.run_preprocess(str(path), str(tmp_path / "out"), None, ["--no_such_flag=1"])
+    (tmp_path / "logs" / "notes.txt").write_text("hello")
+    with pytest.raises(RankerError, match=r"notes\.txt: not an impression log"):
+        pp.run_preprocess(str(tmp_path / "logs" / "*.txt"), str(tmp_path / "out"), None, [])
+
+
+def test_cli_preprocess_reports_errors_in_one_line(tmp_path, capsys):
+    from ranker.cli import main
+
+    code = main(["preprocess", "--input", str(tmp_path / "nothing*.jsonl"),
+                 "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and err[-1].startswith("ranker preprocess: error:")
+    assert "no file matches" in err[-1]
+
+
+# --- with the simulator --------------------------------------------------------------------------
+
+def test_simulated_logs_end_to_end(tmp_path):
+    from ranker.simulation import simulate
+
+    summary = simulate.simulate_to_dir(
+        world="synthetic", letor_train=None, letor_test=None, sessions_per_query=30,
+        logging_quality=0.5, click_model="pbm", devices=["desktop", "mobile"], seed=3,
+        output_dir=str(tmp_path / "sim"), num_queries=40)
+    stats = pp.run_preprocess(str(tmp_path / "sim" / "*.jsonl.gz"), str(tmp_path / "out"), None, [])
+    judged_lines = sum(1 for _ in gzip.open(tmp_path / "sim" / "judged.jsonl.gz"))
+    assert stats["lines_read"] == summary["impressions"] + judged_lines
+    assert stats["dead_letter"]["total"] == 0
+    assert stats["lines_read"] == stats["impressions_valid"]
+    assert stats["requests"]["judged"] > 0 and stats["unknown_device"] == 0
+    assert (tmp_path / "out" / "truth.json").exists()
+    shown = stats["impressions_by_position_device"]
+    clicks = stats["clicks_by_position_device"]
+
+    def ctr(position):
+        return (sum(clicks[d].get(position, 0) for d in clicks)
+                / sum(shown[d].get(position, 0) for d in shown))
+
+    assert ctr("1") > ctr("10") and not math.isnan(ctr("10"))
+    assert set(stats["ctr_by_position_device"]) == {"desktop", "mobile"}
