@@ -155,20 +155,22 @@ def run_plain(pattern: str, output: str) -> dict:
 
     from ranker.features import spec as fs
     from ranker.pipeline import elwc, parse
-    from ranker.pipeline import transforms as tx
+    from ranker.pipeline.lists import CLICKED_KIND, split_of
+    from ranker.pipeline.read import iter_raw_lines
+    from ranker.pipeline.runtime import freeze_heap
 
     files = sorted(glob.glob(pattern))
     spec = fs.load_spec(os.path.join(os.path.dirname(files[0]), fs.SPEC_FILENAME))
     shutil.rmtree(output, ignore_errors=True)
     os.makedirs(output)
-    tx.freeze_heap(after="tensorflow")  # the GC setting the Beam DoFns use: like for like
+    freeze_heap(after="tensorflow")  # the GC setting the Beam DoFns use: like for like
     cpu = _cpu_seconds()
     started = time.perf_counter()
     lists: dict[str, dict[int, dict]] = {}
     dead = 0
     for path in files:
         with open(path, "rb") as fh:
-            for number, raw in enumerate(tx.iter_raw_lines(fh, path), 1):
+            for number, raw in enumerate(iter_raw_lines(fh, path), 1):
                 impression, letter = parse.parse_line(raw, spec, path, number)
                 if impression is None:
                     dead += 1
@@ -181,7 +183,7 @@ def run_plain(pattern: str, output: str) -> dict:
     for request_id, positions in lists.items():
         impressions = [positions[p] for p in sorted(positions)]
         record = elwc.build_elwc(impressions, spec).SerializeToString(deterministic=True)
-        writers[tx.split_of(request_id, tx.CLICKED_KIND)].write(record)
+        writers[split_of(request_id, CLICKED_KIND)].write(record)
         written += len(impressions)
     for writer in writers.values():
         writer.close()

@@ -22,7 +22,13 @@ from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.pipeline import parse
 from ranker.pipeline import preprocess as pp
-from ranker.pipeline import transforms as tx
+from ranker.pipeline.lists import (
+    DEAD_LETTER, LISTS, SPLITS, VALID, GroupIntoLists, ParseImpressions, SplitByRequestHash,
+    pack_impression, split_of, unpack_impression, _vector_fields)
+from ranker.pipeline.read import ReadLogLines
+from ranker.pipeline.runtime import NAMESPACE
+from ranker.pipeline.summaries import ComputeStats, ComputeVocabularies
+from ranker.pipeline.write import WriteElwc
 
 SPEC_JSON = {
     "max_list_size": 5,
@@ -219,7 +225,7 @@ def test_read_log_lines_jsonl_gzip_parquet(tmp_path):
             {"request_id": "p2", "position": 2, "context": None}]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "c.parquet")
     with beam_pipeline() as p:
-        lines = p | tx.ReadLogLines(str(tmp_path / "[abc].*"))
+        lines = p | ReadLogLines(str(tmp_path / "[abc].*"))
         text = (lines | beam.Filter(lambda l: not l[0].endswith(".parquet")))
         rows_out = (lines | beam.Filter(lambda l: l[0].endswith(".parquet"))
                     | beam.Map(lambda l: (os.path.basename(l[0]), l[1], json.loads(l[2]))))
@@ -235,9 +241,9 @@ def test_read_log_lines_jsonl_gzip_parquet(tmp_path):
 def test_parse_impressions_tags_valid_and_dead_letters():
     lines = [("a", 1, dumps(record("r1", 1))), ("a", 2, b"{oops"), ("a", 3, dumps(record("r2", 0)))]
     with beam_pipeline() as p:
-        parsed = p | beam.Create(lines) | tx.ParseImpressions(SPEC)
-        valid = parsed[tx.VALID] | beam.Map(lambda kv: (kv[0], kv[1][:2], kv[1][3]["item_id"]))
-        dead = parsed[tx.DEAD_LETTER] | beam.Map(lambda d: (d["source"], d["line"], d["reason"]))
+        parsed = p | beam.Create(lines) | ParseImpressions(SPEC)
+        valid = parsed[VALID] | beam.Map(lambda kv: (kv[0], kv[1][:2], kv[1][3]["item_id"]))
+        dead = parsed[DEAD_LETTER] | beam.Map(lambda d: (d["source"], d["line"], d["reason"]))
         assert_that(valid, equal_to([("r1", ("a", 1), "r1-i1")]), label="valid")
         assert_that(dead, equal_to([("a", 2, parse.INVALID_JSON),
                                     ("a", 3, parse.INVALID_POSITION)]), label="dead")
@@ -248,11 +254,11 @@ def test_parse_impressions_counts_dead_letters_by_reason():
 
     p = beam_pipeline()
     lines = [("a", 1, b"{oops"), ("a", 2, b"[]"), ("a", 3, dumps(record()))]
-    _ = p | beam.Create(lines) | tx.ParseImpressions(SPEC)
+    _ = p | beam.Create(lines) | ParseImpressions(SPEC)
     result = p.run()
     result.wait_until_finish()
     counters = {c.key.metric.name: c.committed for c in
-                result.metrics().query(MetricsFilter().with_namespace(tx.NAMESPACE))["counters"]}
+                result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
     assert counters["dead_letter_invalid_json"] == 2 and counters["lines_parsed"] == 1
 
 
@@ -284,10 +290,10 @@ def test_group_into_lists_orders_and_applies_list_rules(tmp_path):
         + [("a", 40, record("j", 2, **judged)), ("a", 41, record("j", 1, **judged))])
     raw_of = {(located[0], located[1]): located[2].decode() for _, located in lines}
     with beam_pipeline() as p:
-        grouped = p | beam.Create(lines) | tx.GroupIntoLists(SPEC)
-        lists = grouped[tx.LISTS] | beam.Map(
+        grouped = p | beam.Create(lines) | GroupIntoLists(SPEC)
+        lists = grouped[LISTS] | beam.Map(
             lambda l: (l[0], l[1], [(i["position"], i["item_id"]) for i in l[2]]))
-        dead = grouped[tx.DEAD_LETTER] | beam.Map(
+        dead = grouped[DEAD_LETTER] | beam.Map(
             lambda d: (d["line"], d["reason"], d["raw"] == raw_of[(d["source"], d["line"])]))
         assert_that(lists, equal_to([
             ("ok", "clicked", [(1, "ok-i1"), (2, "ok-i2"), (3, "ok-i3")]),
@@ -302,30 +308,30 @@ def test_group_into_lists_orders_and_applies_list_rules(tmp_path):
 
 def test_group_into_lists_keeps_vectors_as_float32():
     impression, _ = parse.parse_line(dumps(record(features={"emb": [0.1, 1e300, 2]})), SPEC, "a", 1)
-    vectors = tx._vector_fields(SPEC)
-    packed = tx.pack_impression(impression, vectors)
+    vectors = _vector_fields(SPEC)
+    packed = pack_impression(impression, vectors)
     assert impression["features"]["emb"] == [0.1, 1e300, 2.0]  # the input is not mutated
-    assert tx.unpack_impression(packed, vectors)["features"]["emb"] == \
+    assert unpack_impression(packed, vectors)["features"]["emb"] == \
         [np.float32(0.1).item(), math.inf, 2.0]
 
 
 def test_split_by_request_hash():
     lists = [(f"r{i}", "clicked", []) for i in range(200)] + [("j1", "judged", [])]
-    expected = {split: [] for split in tx.SPLITS}
+    expected = {split: [] for split in SPLITS}
     for lst in lists:
-        expected[tx.split_of(lst[0], lst[1])].append(lst[0])
+        expected[split_of(lst[0], lst[1])].append(lst[0])
     assert expected["judged"] == ["j1"] and 5 <= len(expected["eval"]) <= 40
     with beam_pipeline() as p:
-        splits = p | beam.Create(lists) | tx.SplitByRequestHash()
-        for split in tx.SPLITS:
+        splits = p | beam.Create(lists) | SplitByRequestHash()
+        for split in SPLITS:
             assert_that(splits[split] | f"Id_{split}" >> beam.Map(lambda l: l[0]),
                         equal_to(expected[split]), label=split)
 
 
 def test_split_is_stable_and_about_ninety_ten():
     ids = [f"request-{i}" for i in range(5000)]
-    first = [tx.split_of(i, "clicked") for i in ids]
-    assert first == [tx.split_of(i, "clicked") for i in ids]
+    first = [split_of(i, "clicked") for i in ids]
+    assert first == [split_of(i, "clicked") for i in ids]
     assert 0.08 < first.count("eval") / len(ids) < 0.12
     assert set(first) == {"train", "eval"}
 
@@ -340,7 +346,7 @@ def test_write_elwc_round_trip(tmp_path):
                                                            "emb": [pos, 0, 1]})),
                                     SPEC, "a", pos)[0] for pos in (2, 1, 3)]
     with beam_pipeline() as p:
-        _ = p | beam.Create([("r1", "clicked", impressions)]) | tx.WriteElwc(
+        _ = p | beam.Create([("r1", "clicked", impressions)]) | WriteElwc(
             SPEC, str(tmp_path / "out" / "part"))
     files = [str(f) for f in (tmp_path / "out").glob("*.tfrecord.gz")]
     assert files
@@ -368,7 +374,7 @@ def test_compute_vocabularies_by_frequency(tmp_path):
     ]
     vocab_dir = tmp_path / "vocab"
     with beam_pipeline() as p:
-        vocabularies = p | beam.Create(lists) | tx.ComputeVocabularies(SPEC, str(vocab_dir))
+        vocabularies = p | beam.Create(lists) | ComputeVocabularies(SPEC, str(vocab_dir))
         # query: z 3, a/b/c 2 each (ties by value), d 1, capped at vocabulary_size 3
         assert_that(vocabularies, equal_to([("query", ["z", "a", "b"]),
                                             ("device_type", ["mobile", "tablet", "desktop"])]))
@@ -393,7 +399,7 @@ def test_compute_stats():
                  "dead_letter": p | "Dead" >> beam.Create(dead),
                  "train": p | "Train" >> beam.Create(train),
                  "eval": p | "Eval" >> beam.Create(evals),
-                 "judged": p | "Judged" >> beam.Create(judged)} | tx.ComputeStats()
+                 "judged": p | "Judged" >> beam.Create(judged)} | ComputeStats()
 
         def check(outputs):
             (s,) = outputs
@@ -489,7 +495,7 @@ def test_no_line_disappears(rich_run):
     root, info, stats = rich_run
     assert stats["lines_read"] == info["lines"]
     assert stats["lines_read"] == stats["impressions_valid"] + stats["dead_letter"]["total"]
-    written = sum(len(read_records(root / "out", s)) for s in tx.SPLITS)
+    written = sum(len(read_records(root / "out", s)) for s in SPLITS)
     assert written == sum(stats["requests"].values())
     on_disk = json.loads((root / "out" / "stats.json").read_text())
     assert on_disk["lines_read"] == stats["lines_read"]
@@ -512,7 +518,7 @@ def test_split_roughly_ninety_ten_and_hash_stable(rich_run):
     assert 0.07 < stats["requests"]["eval"] / clicked < 0.13
     for split in ("train", "eval"):
         for rec in read_records(root / "out", split):
-            assert tx.split_of(request_id_of(rec), "clicked") == split
+            assert split_of(request_id_of(rec), "clicked") == split
 
 
 def test_outputs_layout_and_resolved_spec(rich_run):
@@ -590,10 +596,10 @@ def test_clean_run_outputs(clean_run):
 
 def test_rerun_gives_identical_records(clean_run, tmp_path):
     root, _, _ = clean_run
-    before = {s: read_records(root / "out", s) for s in tx.SPLITS}
+    before = {s: read_records(root / "out", s) for s in SPLITS}
     (root / "out" / "train" / "stale-00000-of-00001.tfrecord.gz").write_bytes(b"")
     pp.run_preprocess(str(root / "logs" / "*.jsonl"), str(root / "out"), None, [])
-    after = {s: read_records(root / "out", s) for s in tx.SPLITS}
+    after = {s: read_records(root / "out", s) for s in SPLITS}
     assert before == after and before["train"]
     assert not list((root / "out" / "train").glob("stale*"))
 
@@ -609,7 +615,7 @@ def test_parquet_input_gives_the_same_elwcs(clean_run, tmp_path):
     pq.write_table(pa.Table.from_pylist(records[half:]), tmp_path / "logs" / "part2.parquet")
     (tmp_path / "logs" / fs.SPEC_FILENAME).write_text(json.dumps(SPEC_JSON))
     pp.run_preprocess(str(tmp_path / "logs" / "*.parquet"), str(tmp_path / "out"), None, [])
-    for split in tx.SPLITS:
+    for split in SPLITS:
         assert read_records(tmp_path / "out", split) == read_records(root / "out", split)
 
 
@@ -619,7 +625,7 @@ def test_multi_processing_runner_gives_the_same_records(clean_run, tmp_path):
     args = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
     multi = pp.run_preprocess(str(root / "logs" / "*.jsonl"), str(tmp_path / "out"), None, args)
     assert multi["requests"] == stats["requests"]
-    for split in tx.SPLITS:
+    for split in SPLITS:
         assert read_records(tmp_path / "out", split) == read_records(root / "out", split)
 
 

@@ -1,9 +1,10 @@
 """`ranker preprocess`: impression logs → ELWC TFRecords, vocabularies, dead letters and stats.
 
 The driver checks what a worker could only fail on late (no files, empty input, a truncated
-gzip, a bad feature spec) and reports it as one RankerError line; then it runs the Beam graph of
-`transforms.py` and assembles DIR/stats.json and DIR/feature_spec.json from the files the pipeline
-wrote (not from runner metrics, which not every runner reports).
+gzip, a bad feature spec) and reports it as one RankerError line; then it runs the Beam graph
+built from read.py → lists.py (parse, group, split) → write.py, plus summaries.py (vocabularies,
+stats), and assembles DIR/stats.json and DIR/feature_spec.json from the files the pipeline wrote
+(not from runner metrics, which not every runner reports).
 """
 from __future__ import annotations
 
@@ -21,10 +22,16 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.pipeline import transforms as tx
+from ranker.pipeline.lists import (
+    DEAD_LETTER, DEFAULT_EVAL_FRACTION, JUDGED, LISTS, SPLITS, VALID, GroupIntoLists,
+    ParseImpressions, SplitByRequestHash)
+from ranker.pipeline.read import ReadLogLines, log_format
+from ranker.pipeline.runtime import progress
+from ranker.pipeline.summaries import ComputeStats, ComputeVocabularies
+from ranker.pipeline.write import WriteDeadLetters, WriteElwc, WriteJson
 
 DEFAULT_RUNNER = "FnApiRunner"  # in-process; DirectRunner would try to download Prism
-OUTPUT_DIRS = (*tx.SPLITS, fs.VOCAB_DIR, tx.DEAD_LETTER)
+OUTPUT_DIRS = (*SPLITS, fs.VOCAB_DIR, DEAD_LETTER)
 STATS_FILENAME = "stats.json"
 TRUTH_FILENAME = "truth.json"
 _PIPELINE_STATS = "_pipeline_stats.json"  # the pipeline's part of stats.json, merged by the driver
@@ -32,7 +39,7 @@ _PIPELINE_STATS = "_pipeline_stats.json"  # the pipeline's part of stats.json, m
 
 def run_preprocess(input_pattern: str, output_dir: str, feature_spec_path: str | None = None,
                    beam_args: Sequence[str] | None = None,
-                   eval_fraction: float = tx.DEFAULT_EVAL_FRACTION) -> dict:
+                   eval_fraction: float = DEFAULT_EVAL_FRACTION) -> dict:
     """Runs the job and returns the stats written to DIR/stats.json."""
     started = time.perf_counter()
     files = match_inputs(input_pattern)
@@ -60,25 +67,25 @@ def run_preprocess(input_pattern: str, output_dir: str, feature_spec_path: str |
 
 
 def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], spec: fs.FeatureSpec,
-                   output_dir: str, eval_fraction: float = tx.DEFAULT_EVAL_FRACTION,
+                   output_dir: str, eval_fraction: float = DEFAULT_EVAL_FRACTION,
                    spread: bool = True) -> None:
     """The whole graph; every output lands under output_dir."""
-    lines = pipeline | "ReadLogLines" >> tx.ReadLogLines(list(files), spread=spread)
-    parsed = lines | "ParseImpressions" >> tx.ParseImpressions(spec)
-    grouped = parsed[tx.VALID] | "GroupIntoLists" >> tx.GroupIntoLists(spec)
-    splits = grouped[tx.LISTS] | "SplitByRequestHash" >> tx.SplitByRequestHash(eval_fraction)
-    for split in tx.SPLITS:
+    lines = pipeline | "ReadLogLines" >> ReadLogLines(list(files), spread=spread)
+    parsed = lines | "ParseImpressions" >> ParseImpressions(spec)
+    grouped = parsed[VALID] | "GroupIntoLists" >> GroupIntoLists(spec)
+    splits = grouped[LISTS] | "SplitByRequestHash" >> SplitByRequestHash(eval_fraction)
+    for split in SPLITS:
         prefix = os.path.join(output_dir, split, "part")
-        splits[split] | f"WriteElwc_{split}" >> tx.WriteElwc(spec, prefix)
-    dead = ((parsed[tx.DEAD_LETTER], grouped[tx.DEAD_LETTER])
+        splits[split] | f"WriteElwc_{split}" >> WriteElwc(spec, prefix)
+    dead = ((parsed[DEAD_LETTER], grouped[DEAD_LETTER])
             | "AllDeadLetters" >> beam.Flatten())
-    dead | "WriteDeadLetters" >> tx.WriteDeadLetters(os.path.join(output_dir, tx.DEAD_LETTER,
+    dead | "WriteDeadLetters" >> WriteDeadLetters(os.path.join(output_dir, DEAD_LETTER,
                                                                   "part"))
-    grouped[tx.LISTS] | "ComputeVocabularies" >> tx.ComputeVocabularies(
+    grouped[LISTS] | "ComputeVocabularies" >> ComputeVocabularies(
         spec, os.path.join(output_dir, fs.VOCAB_DIR))
     (dict(splits, lines=lines, dead_letter=dead)
-     | "ComputeStats" >> tx.ComputeStats()
-     | "WriteStats" >> tx.WriteJson(os.path.join(output_dir, _PIPELINE_STATS)))
+     | "ComputeStats" >> ComputeStats()
+     | "WriteStats" >> WriteJson(os.path.join(output_dir, _PIPELINE_STATS)))
 
 
 # --- driver-side checks --------------------------------------------------------------------------
@@ -95,11 +102,11 @@ def match_inputs(pattern: str) -> list[str]:
         if glob.has_magic(expanded):
             raise RankerError(f"{pattern}: no file matches")
         raise RankerError(f"{pattern}: no such file")
-    logs = [p for p in files if tx.log_format(p) is not None]
+    logs = [p for p in files if log_format(p) is not None]
     if not logs:
         raise RankerError(f"{files[0]}: not an impression log (expected .jsonl, .jsonl.gz or "
                           f".parquet)")
-    skipped = [os.path.basename(p) for p in files if tx.log_format(p) is None]
+    skipped = [os.path.basename(p) for p in files if log_format(p) is None]
     if skipped:  # e.g. `--input 'DIR/*'` over a simulate folder also matches its JSON files
         _progress(f"skipping {len(skipped)} matched file(s) that are not logs: "
                   f"{', '.join(skipped[:5])}{' …' if len(skipped) > 5 else ''}")
@@ -113,7 +120,7 @@ def check_inputs(files: Sequence[str]) -> int:
     """
     non_empty = 0
     for path in files:
-        fmt = tx.log_format(path)
+        fmt = log_format(path)
         if fmt == "gzip":
             non_empty += _check_gzip(path)
         elif fmt == "parquet":
@@ -195,8 +202,8 @@ def finish_output(output_dir: str, files: Sequence[str], spec: fs.FeatureSpec,
     vocab_sizes = _vocabulary_sizes(output_dir, spec)
     resolved = spec.resolved(vocab_sizes)
     resolved.save(os.path.join(output_dir, fs.SPEC_FILENAME))
-    if not stats["requests"][tx.JUDGED]:
-        shutil.rmtree(os.path.join(output_dir, tx.JUDGED), ignore_errors=True)
+    if not stats["requests"][JUDGED]:
+        shutil.rmtree(os.path.join(output_dir, JUDGED), ignore_errors=True)
     stats["vocabulary_sizes"] = vocab_sizes
     stats["inputs"] = list(files)
     stats["feature_spec"] = os.path.abspath(spec_path)
@@ -236,4 +243,4 @@ def _write_json(path: str, obj: dict) -> None:
         fh.write("\n")
 
 
-_progress = tx.progress
+_progress = progress

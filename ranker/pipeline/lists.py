@@ -1,0 +1,307 @@
+"""Impressions to lists: parse lines, group them by request, order and check each list, split.
+
+    ParseImpressions    → .valid: (request_id, (source, line_number, raw, impression))
+                          .dead_letter: dead-letter dicts (parse.dead_letter)
+    GroupIntoLists      → .lists: (request_id, kind, [impression, …] ordered by position)
+                          .dead_letter: list-level rejections (duplicate_position, …)
+    SplitByRequestHash  → {"train": lists, "eval": lists, "judged": lists}
+
+Cost notes (per impression): the FnApiRunner decodes and re-encodes every value crossing a
+GroupByKey, and Beam's generic coder needs ~15 µs for a nested impression dict; grouped values
+are marshal-packed bytes (~2 µs), pre-grouped per bundle so that request-ordered logs shuffle
+~1 element per request. Counters are summed per bundle. parse_line costs ~12 µs; see
+benchmarks/bench_preprocess.py.
+"""
+from __future__ import annotations
+
+import array
+import collections
+import hashlib
+import marshal
+from typing import Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from ranker.features import spec as fs
+from ranker.pipeline import parse
+from ranker.pipeline.read import iter_raw_lines
+from ranker.pipeline.runtime import NAMESPACE, freeze_heap
+
+VALID, LISTS, DEAD_LETTER = "valid", "lists", "dead_letter"
+CLICKED_KIND, JUDGED_KIND = "clicked", "judged"
+TRAIN, EVAL, JUDGED = "train", "eval", "judged"
+SPLITS = (TRAIN, EVAL, JUDGED)
+DEFAULT_EVAL_FRACTION = 0.1
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+class _BundleCounts:
+    """Counters summed locally and reported once per bundle (a Metrics call per element costs)."""
+
+    def __init__(self, *names: str):
+        self._counters = {name: Metrics.counter(NAMESPACE, name) for name in names}
+        self.reset()
+
+    def reset(self):
+        self.counts = collections.Counter()
+
+    def flush(self):
+        for name, value in self.counts.items():
+            if value:
+                self._counters[name].inc(value)
+        self.reset()
+
+
+_DEAD_COUNTERS = tuple(f"dead_letter_{reason}" for reason in parse.REASONS)
+
+
+class _ParseFn(beam.DoFn):
+    def __init__(self, spec: fs.FeatureSpec):
+        self._spec = spec
+
+    def setup(self):
+        self._counts = _BundleCounts("lines_parsed", *_DEAD_COUNTERS)
+        freeze_heap(after="beam")
+
+    def process(self, element):
+        source, line_number, raw = element
+        impression, dead = parse.parse_line(raw, self._spec, source, line_number)
+        if impression is None:
+            self._counts.counts["dead_letter_" + dead["reason"]] += 1
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead)
+        else:
+            self._counts.counts["lines_parsed"] += 1
+            yield impression[fs.REQUEST_ID], (source, line_number, raw, impression)
+
+    def finish_bundle(self):
+        self._counts.flush()
+
+
+class ParseImpressions(beam.PTransform):
+    """(source, line, raw) → tagged outputs `valid` (keyed by request_id) and `dead_letter`."""
+
+    def __init__(self, spec: fs.FeatureSpec):
+        super().__init__()
+        self._spec = spec
+
+    def expand(self, lines):
+        return lines | "ParseLine" >> beam.ParDo(_ParseFn(self._spec)).with_outputs(
+            DEAD_LETTER, main=VALID)
+
+
+# --- grouping ------------------------------------------------------------------------------------
+
+def _vector_fields(spec: fs.FeatureSpec) -> tuple[tuple[str, str], ...]:
+    return tuple((parse.CONTEXT_KEY if f.scope == fs.CONTEXT else parse.FEATURES_KEY, f.name)
+                 for f in spec.features if f.kind == fs.VECTOR)
+
+
+def pack_impression(impression: dict, vectors: tuple[tuple[str, str], ...]) -> dict:
+    """Vectors as float32 bytes for the shuffle: the ELWC stores float32 anyway, and a list of
+    Python floats costs 9 bytes a value in marshal (24 in memory) against 4. Does not mutate."""
+    out = impression
+    for scope, name in vectors:
+        value = impression[scope].get(name)
+        if value is not None:
+            if out is impression:
+                out = dict(impression)
+            if out[scope] is impression[scope]:
+                out[scope] = dict(impression[scope])
+            out[scope][name] = array.array("f", value).tobytes()
+    return out
+
+
+def unpack_impression(impression: dict, vectors: tuple[tuple[str, str], ...]) -> dict:
+    """Inverse of pack_impression, in place (on a freshly unmarshalled dict)."""
+    for scope, name in vectors:
+        value = impression[scope].get(name)
+        if value is not None:
+            floats = array.array("f")
+            floats.frombytes(value)
+            impression[scope][name] = floats.tolist()
+    return impression
+
+
+class _PreGroupFn(beam.DoFn):
+    """Pre-groups each bundle's impressions by request, packed with marshal.
+
+    Logs are mostly written a request at a time, so this sends about one shuffle element per
+    request instead of one per line; the buffer is flushed every `max_lines` to bound memory.
+    The raw line stays behind (a list-level dead letter re-reads it: they are rare, and raw
+    lines would be the bulk of what the runner holds in memory for the shuffle).
+    """
+
+    def __init__(self, vectors: tuple[tuple[str, str], ...], max_lines: int = 20_000):
+        self._vectors = vectors
+        self._max_lines = max_lines
+
+    def start_bundle(self):
+        self._buffer: dict[str, list] = {}
+        self._lines = 0
+
+    def process(self, keyed):
+        request_id, (source, line, _raw, impression) = keyed
+        entry = (source, line, pack_impression(impression, self._vectors))
+        entries = self._buffer.get(request_id)
+        if entries is None:
+            self._buffer[request_id] = [entry]
+        else:
+            entries.append(entry)
+        self._lines += 1
+        if self._lines >= self._max_lines:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for keyed in self._flush():
+            yield GlobalWindows.windowed_value(keyed)
+
+    def _flush(self):
+        buffer, self._buffer, self._lines = self._buffer, {}, 0
+        for request_id, entries in buffer.items():
+            yield request_id, marshal.dumps(entries)
+
+
+class _OrderListFn(beam.DoFn):
+    """One request's impressions → one ordered list, or dead letters for list-level faults."""
+
+    def __init__(self, max_list_size: int, vectors: tuple[tuple[str, str], ...]):
+        self._max_list_size = max_list_size
+        self._vectors = vectors
+
+    def setup(self):
+        self._counts = _BundleCounts("impressions_valid", "lists_clicked", "lists_judged",
+                                     *_DEAD_COUNTERS)
+
+    def process(self, element):
+        request_id, fragments = element
+        located = [(source, line, None, impression)
+                   for packed in fragments for source, line, impression in marshal.loads(packed)]
+        located.sort(key=_input_order)
+        kept, dead = order_list(located, self._max_list_size)
+        for letter in dead:
+            self._counts.counts["dead_letter_" + letter["reason"]] += 1
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter)
+        if kept:
+            kind = JUDGED_KIND if parse.is_judged(kept[0]) else CLICKED_KIND
+            self._counts.counts["impressions_valid"] += len(kept)
+            self._counts.counts["lists_" + kind] += 1
+            yield request_id, kind, [unpack_impression(i, self._vectors) for i in kept]
+
+    def finish_bundle(self):
+        self._counts.flush()
+
+
+def _input_order(entry: tuple) -> tuple:
+    return entry[3][fs.POSITION], entry[0], entry[1]
+
+
+def order_list(located: list[tuple], max_list_size: int) -> tuple[list[dict], list[dict]]:
+    """Located impressions sorted by (position, source, line) → (kept impressions, dead letters).
+
+    The first line at a position wins (input order); then a list mixing judged and click lines,
+    or longer than max_list_size, is rejected whole: a partial list would bias the model.
+    Entries are (source, line, raw or None, impression); dead letters carry that raw.
+    """
+    kept, dead = [], []
+    last_position = None
+    for source, line, raw, impression in located:
+        position = impression[fs.POSITION]
+        if position == last_position:
+            first = kept[-1]
+            dead.append(parse.dead_letter(source, line, parse.DUPLICATE_POSITION,
+                                          f"position {position} of request "
+                                          f"{impression[fs.REQUEST_ID]!r} already taken by "
+                                          f"{first[0]}:{first[1]}", raw))
+            continue
+        kept.append((source, line, raw, impression))
+        last_position = position
+    judged = sum(1 for entry in kept if parse.is_judged(entry[3]))
+    reason = detail = None
+    if 0 < judged < len(kept):
+        reason = parse.MIXED_LABELS
+        detail = f"request mixes {judged} judged lines with {len(kept) - judged} click lines"
+    elif len(kept) > max_list_size:
+        reason = parse.LIST_TOO_LONG
+        detail = f"request has {len(kept)} impressions, max_list_size is {max_list_size}"
+    if reason:
+        dead.extend(parse.dead_letter(s, n, reason, detail, r) for s, n, r, _ in kept)
+        return [], dead
+    return [entry[3] for entry in kept], dead
+
+
+class _AttachRawFn(beam.DoFn):
+    """(source, dead letters without raw) → the letters with their line text, re-read once."""
+
+    def process(self, source_letters):
+        source, letters = source_letters
+        wanted = {letter["line"]: letter for letter in letters}
+        last = max(wanted)
+        with FileSystems.open(source, mime_type="application/octet-stream",
+                              compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            for number, raw in enumerate(iter_raw_lines(fh, source), 1):
+                letter = wanted.pop(number, None)
+                if letter is not None:
+                    yield dict(letter, raw=parse.raw_text(raw))
+                if number >= last:
+                    break
+        for letter in wanted.values():  # the file shrank since it was read
+            yield dict(letter, raw="")
+
+
+class GroupIntoLists(beam.PTransform):
+    """Valid impressions → {"lists": (request_id, kind, impressions ordered by position),
+    "dead_letter": list-level rejections}. Vectors come out as float32 values (as in the ELWC)."""
+
+    def __init__(self, spec: fs.FeatureSpec):
+        super().__init__()
+        self._max_list_size = spec.max_list_size
+        self._vectors = _vector_fields(spec)
+
+    def expand(self, valid):
+        grouped = (
+            valid
+            | "PreGroup" >> beam.ParDo(_PreGroupFn(self._vectors)).with_output_types(
+                Tuple[str, bytes])
+            | "GroupByRequest" >> beam.GroupByKey()
+            | "OrderAndCheck" >> beam.ParDo(
+                _OrderListFn(self._max_list_size, self._vectors)).with_outputs(
+                DEAD_LETTER, main=LISTS)
+        )
+        dead = (
+            grouped[DEAD_LETTER]
+            | "BySource" >> beam.Map(lambda letter: (letter["source"], letter))
+            | "GroupBySource" >> beam.GroupByKey()
+            | "AttachRaw" >> beam.ParDo(_AttachRawFn())
+        )
+        return {LISTS: grouped[LISTS], DEAD_LETTER: dead}
+
+
+# --- splitting -----------------------------------------------------------------------------------
+
+def split_of(request_id: str, kind: str, eval_fraction: float = DEFAULT_EVAL_FRACTION) -> str:
+    """Stable across runs, machines and Python versions: md5 of the id, not hash()."""
+    if kind == JUDGED_KIND:
+        return JUDGED
+    digest = hashlib.md5(request_id.encode("utf-8")).digest()
+    return EVAL if int.from_bytes(digest[:8], "big") < eval_fraction * 2.0**64 else TRAIN
+
+
+def _partition(lst: tuple, num_partitions: int, eval_fraction: float) -> int:
+    return SPLITS.index(split_of(lst[0], lst[1], eval_fraction))
+
+
+class SplitByRequestHash(beam.PTransform):
+    """Lists → {"train", "eval", "judged"}: ~eval_fraction of click requests to eval."""
+
+    def __init__(self, eval_fraction: float = DEFAULT_EVAL_FRACTION):
+        super().__init__()
+        self._eval_fraction = eval_fraction
+
+    def expand(self, lists):
+        parts = lists | "Partition" >> beam.Partition(_partition, len(SPLITS), self._eval_fraction)
+        return dict(zip(SPLITS, parts))

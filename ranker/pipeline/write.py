@@ -1,0 +1,103 @@
+"""Writing outputs: lists as ELWC TFRecords, dead letters as JSONL, single JSON/text files.
+
+    WriteElwc           → gzip TFRecords of serialized ELWCs
+    WriteDeadLetters    → JSONL, one dead letter a line
+    WriteJson           → one JSON file (stats)
+
+build_elwc (~50 µs an impression) is most of what the job costs; see
+benchmarks/bench_preprocess.py.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from ranker.features import spec as fs
+from ranker.pipeline.runtime import PROGRESS_EVERY, freeze_heap, progress
+
+def serialize_list(lst: tuple, spec: fs.FeatureSpec) -> bytes:
+    """The ELWC bytes of one list; deterministic so that a re-run writes identical records."""
+    from ranker.pipeline.elwc import build_elwc  # TensorFlow protos: imported where used
+
+    return build_elwc(lst[2], spec).SerializeToString(deterministic=True)
+
+
+class _SerializeFn(beam.DoFn):
+    def __init__(self, spec: fs.FeatureSpec):
+        self._spec = spec
+
+    def setup(self):
+        from ranker.pipeline import elwc  # noqa: F401  (imports TensorFlow before the freeze)
+
+        freeze_heap(after="tensorflow")
+        self._impressions = 0
+
+    def process(self, lst):
+        yield serialize_list(lst, self._spec)
+        before = self._impressions
+        self._impressions += len(lst[2])
+        if before // PROGRESS_EVERY != self._impressions // PROGRESS_EVERY:
+            progress(f"wrote ELWCs of {self._impressions // PROGRESS_EVERY * PROGRESS_EVERY}+ "
+                     f"impressions (pid {os.getpid()})")
+
+
+class WriteElwc(beam.PTransform):
+    """Lists → `<file_path_prefix>-SSSSS-of-NNNNN.tfrecord.gz` of serialized ELWCs."""
+
+    def __init__(self, spec: fs.FeatureSpec, file_path_prefix: str):
+        super().__init__()
+        self._spec = spec
+        self._prefix = file_path_prefix
+
+    def expand(self, lists):
+        return (
+            lists
+            | "Serialize" >> beam.ParDo(_SerializeFn(self._spec)).with_output_types(bytes)
+            | "WriteTFRecord" >> beam.io.WriteToTFRecord(
+                self._prefix, file_name_suffix=".tfrecord.gz",
+                compression_type=CompressionTypes.GZIP)
+        )
+
+
+class WriteDeadLetters(beam.PTransform):
+    """Dead letters → `<prefix>-SSSSS-of-NNNNN.jsonl`, one JSON object a line."""
+
+    def __init__(self, file_path_prefix: str):
+        super().__init__()
+        self._prefix = file_path_prefix
+
+    def expand(self, dead_letters):
+        return (
+            dead_letters
+            | "ToJson" >> beam.Map(functools.partial(json.dumps, ensure_ascii=False,
+                                                     sort_keys=True))
+            | "WriteJsonl" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
+        )
+
+
+class WriteJson(beam.PTransform):
+    """A single-element PCollection → one JSON file at `path` exactly."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, pcoll):
+        return pcoll | "WriteFile" >> beam.Map(_write_json, self._path)
+
+
+def _write_json(obj, path: str) -> str:
+    return write_text_file(path, json.dumps(obj))
+
+
+def write_text_file(path: str, text: str) -> str:
+    """One small file written whole (idempotent, so a retried bundle rewrites the same bytes)."""
+    with FileSystems.create(path, mime_type="text/plain",
+                            compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        fh.write(text.encode("utf-8"))
+    return path
