@@ -57,6 +57,8 @@ def _train(args, beam_args):
         bias_dropout=args.bias_dropout,
         loss=args.loss,
         learning_rate=args.learning_rate,
+        strategy=args.strategy,
+        backup_every=args.backup_every,
     )
 
 
@@ -101,7 +103,7 @@ def _run(args, beam_args):
 
     return workflow.run(workdir=args.workdir, seed=args.seed, epochs=args.epochs,
                         num_queries=args.num_queries, sessions_per_query=args.sessions_per_query,
-                        min_ndcg=args.min_ndcg)
+                        logging_quality=args.logging_quality, min_ndcg=args.min_ndcg)
 
 
 def _ablation(args, beam_args):
@@ -154,6 +156,10 @@ def _add_train(sub):
                    help="probability of zeroing the whole bias logit (Zhang et al. use 0.5)")
     p.add_argument("--loss", choices=("pointwise", "listwise"), default="pointwise")
     p.add_argument("--learning-rate", type=float, default=3e-3)
+    p.add_argument("--strategy", choices=("default", "mirrored", "multi-worker"), default="default",
+                   help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG")
+    p.add_argument("--backup-every", type=int, default=100,
+                   help="batches between mid-epoch backups a killed job resumes from (0: off)")
     p.set_defaults(func=_train)
 
 
@@ -191,7 +197,9 @@ def _add_run(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the default epochs")
     p.add_argument("--num-queries", type=int, default=400, help="logged queries of the world")
-    p.add_argument("--sessions-per-query", type=int, default=20)
+    p.add_argument("--sessions-per-query", type=int, default=50)
+    p.add_argument("--logging-quality", type=float, default=0.2,
+                   help="0 random … 1 perfect; low values make the old ranker's errors matter")
     p.add_argument("--min-ndcg", type=float, default=0.5, help="the validation gate's floor")
     p.set_defaults(func=_run)
 

@@ -41,7 +41,9 @@ def format_table(metrics: dict, truth: dict | None, export_dir: str, validation:
 
 
 def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_queries: int = 400,
-        sessions_per_query: int = 20, min_ndcg: float = 0.5) -> dict:
+        sessions_per_query: int = 50, logging_quality: float = 0.2, min_ndcg: float = 0.5) -> dict:
+    """The default world is one where debiasing matters: a logging policy driven mostly by its
+    stale per-item error (quality 0.2), so a naive model learns the old ranker's mistakes."""
     from ranker.models import evaluate, train
     from ranker.pipeline import preprocess
     from ranker.serving import export, push, validate
@@ -51,7 +53,7 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
     logs, data_dir = os.path.join(workdir, "logs"), os.path.join(workdir, "data")
     _step(f"1/6 simulating the synthetic world into {logs}")
     simulate.simulate_to_dir(world="synthetic", letor_train=None, letor_test=None,
-                             sessions_per_query=sessions_per_query, logging_quality=0.5,
+                             sessions_per_query=sessions_per_query, logging_quality=logging_quality,
                              click_model="pbm", devices=["desktop", "mobile", "tablet"], seed=seed,
                              output_dir=logs, num_queries=num_queries)
     _step(f"2/6 preprocessing (Beam) into {data_dir}")
