@@ -34,6 +34,15 @@ def data_spec(data_dir: str) -> fs.FeatureSpec:
     return fs.load_spec(path)
 
 
+def count_lists(data_dir: str, split: str) -> int:
+    """Records of a split (one read, no parse): fit needs steps per epoch to resume mid-epoch."""
+    files = split_files(data_dir, split)
+    if not files:
+        return 0
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP", buffer_size=1 << 20)
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
 def click_list_size(data_dir: str, spec: fs.FeatureSpec) -> int:
     """Longest clicked list: the deepest position in stats.json's CTR table (else the spec cap)."""
     path = os.path.join(data_dir, "stats.json")

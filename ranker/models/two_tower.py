@@ -71,6 +71,27 @@ class RankingModel(tfrs.models.Model):
             return combine.listwise_loss(labels, scores, mask)
         return combine.pointwise_loss(labels, log_p, log_1mp, mask)
 
+    def train_step(self, inputs):
+        """TFRS's step with the loss divided by the replica count: under tf.distribute Keras sums
+        replica outputs and the optimizer sums gradients, so this keeps both a global mean."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True) / replicas
+            regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses]) / replicas
+            total_loss = loss + regularization_loss
+        gradients = tape.gradient(total_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return {**{m.name: m.result() for m in self.metrics}, "loss": loss,
+                "regularization_loss": regularization_loss, "total_loss": total_loss}
+
+    def test_step(self, inputs):
+        """Scaled like train_step, since Keras sums the replicas' evaluation outputs too."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        loss = self.compute_loss(inputs, training=False) / replicas
+        regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses]) / replicas
+        return {**{m.name: m.result() for m in self.metrics}, "loss": loss,
+                "regularization_loss": regularization_loss, "total_loss": loss + regularization_loss}
+
     def propensity(self, positions: int, relevance_sample: tf.Tensor | None = None) -> dict[str, list[float]]:
         """Learned examination relative to position 1, per device (two-tower variants only).
 
