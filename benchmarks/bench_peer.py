@@ -14,23 +14,21 @@ Target: ours ≥ 1.5× DeepCTR's examples/s.
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import training_batches  # noqa: E402
+from training_batches import examples_in  # noqa: E402
 
 from ranker.features import spec as fs  # noqa: E402
-from ranker.models import data, inputs  # noqa: E402
+from ranker.models import inputs  # noqa: E402
 from ranker.models.config import ModelConfig  # noqa: E402
 from ranker.models.train import build  # noqa: E402
 
@@ -88,9 +86,6 @@ def peer(spec, batches, moments: dict):
     return tf.function(model.train_step), flat
 
 
-def examples_in(batches) -> int:
-    return int(sum(tf.reduce_sum(tf.cast(b[fs.MASK], tf.int32)) for b in batches))
-
 
 def timed(step, batches) -> float:
     start = time.perf_counter()
@@ -110,18 +105,8 @@ def main() -> None:
         import deepctr  # noqa: F401
     except ImportError:
         sys.exit("DeepCTR is not installed: `pip install deepctr` (0.9.x works with TF 2.15)")
-    data_dir = args.data
-    if not data_dir:
-        from conftest import write_tiny_data
-
-        data_dir = tempfile.mkdtemp(prefix="bench_peer_")
-        atexit.register(shutil.rmtree, data_dir, True)
-        write_tiny_data(Path(data_dir), n_train=20_000)
-    spec = data.data_spec(data_dir)
-    list_size = data.click_list_size(data_dir, spec)
-    ds = data.dataset(data_dir, "train", spec, list_size, args.batch_size, shuffle=True)
-    batches = list(ds.take(args.steps))
-    moments = data.feature_moments(ds, spec)
+    data_dir, spec, list_size, batches, moments = training_batches.load(
+        args.data, args.steps, args.batch_size, "bench_peer_")
     n = examples_in(batches)
     print(f"data: {data_dir}; {len(batches)} steps of {args.batch_size} lists × list size {list_size}"
           f" = {n} examples ({n / len(batches):.0f} a step)")

@@ -13,24 +13,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tensorflow as tf  # noqa: E402
+import training_batches  # noqa: E402
+from training_batches import examples_in  # noqa: E402
 
 from ranker.features import spec as fs  # noqa: E402
 from ranker.models import data  # noqa: E402
 from ranker.models.config import ModelConfig  # noqa: E402
 from ranker.models.train import build  # noqa: E402
 
-
-def examples_in(batches) -> int:
-    return int(sum(tf.reduce_sum(tf.cast(b[fs.MASK], tf.int32)) for b in batches))
 
 
 def training_rate(variant: str, spec, batches, list_size: int, moments: dict, rounds: int) -> float:
@@ -66,17 +63,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    data_dir = args.data
-    if not data_dir:
-        from conftest import write_tiny_data
-
-        data_dir = tempfile.mkdtemp(prefix="bench_train_")
-        write_tiny_data(Path(data_dir), n_train=20_000)
-    spec = data.data_spec(data_dir)
-    list_size = data.click_list_size(data_dir, spec)
-    ds = data.dataset(data_dir, "train", spec, list_size, args.batch_size, shuffle=True)
-    batches = list(ds.take(args.steps))
-    moments = data.feature_moments(ds, spec)
+    data_dir, spec, list_size, batches, moments = training_batches.load(
+        args.data, args.steps, args.batch_size, "bench_train_")
     print(f"data: {data_dir}; {len(batches)} batches of {args.batch_size} lists, "
           f"{examples_in(batches)} examples; list size {list_size}")
     naive = training_rate("naive", spec, batches, list_size, moments, args.rounds)
