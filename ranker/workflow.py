@@ -24,8 +24,9 @@ def format_table(metrics: dict, truth: dict | None, export_dir: str, validation:
                  pushed: str | None) -> str:
     lines = ["", "variant     judged nDCG@10   click AUC   propensity error"]
     for variant, m in metrics.items():
+        error = m.get("propensity_error")
         lines.append(f"{variant:<11} {m['judged']['ndcg@10']:>14.4f}   {m['clicks']['auc']:>9.4f}"
-                     f"   {m.get('propensity_error', float('nan')):>16.4f}")
+                     f"   {'–' if error is None else f'{error:.4f}':>16}")
     learned = metrics.get("additive", {}).get("propensity", {})
     if learned and truth:
         lines += ["", "examination vs position 1 (learned by the additive bias tower / true)"]
