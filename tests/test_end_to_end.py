@@ -23,6 +23,9 @@ def test_ranker_run_end_to_end(tmp_path, capsys):
     stats = json.loads((workdir / "data" / "stats.json").read_text())
     assert stats["lines_read"] == stats["impressions_valid"] + stats["dead_letter"]["total"]
     assert stats["requests"]["judged"] > 0 and stats["requests"]["train"] > stats["requests"]["eval"]
+    from ranker.models import data  # steps per epoch come from these counts: they must match the files
+    for split in ("train", "eval", "judged"):
+        assert data.num_lists(str(workdir / "data"), split) == data.count_lists(str(workdir / "data"), split)
     for variant in ("naive", "additive"):
         metrics = json.loads((workdir / "models" / variant / "metrics.json").read_text())
         assert metrics["judged"]["ndcg@10"] > 0.5 and metrics["clicks"]["auc"] > 0.6

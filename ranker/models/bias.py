@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ranker.features import spec as fs
 from ranker.models import inputs
 
 UNKNOWN_POSITION = 0

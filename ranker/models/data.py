@@ -34,8 +34,23 @@ def data_spec(data_dir: str) -> fs.FeatureSpec:
     return fs.load_spec(path)
 
 
+def _stats(data_dir: str) -> dict:
+    path = os.path.join(data_dir, "stats.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def num_lists(data_dir: str, split: str) -> int:
+    """Lists of a split (fit needs steps per epoch to resume mid-epoch): preprocess counted them
+    in stats.json; only without it are the records read and counted."""
+    counted = _stats(data_dir).get("requests", {}).get(split)
+    return int(counted) if counted is not None else count_lists(data_dir, split)
+
+
 def count_lists(data_dir: str, split: str) -> int:
-    """Records of a split (one read, no parse): fit needs steps per epoch to resume mid-epoch."""
+    """Records of a split, by reading them (no parse)."""
     files = split_files(data_dir, split)
     if not files:
         return 0
@@ -45,14 +60,9 @@ def count_lists(data_dir: str, split: str) -> int:
 
 def click_list_size(data_dir: str, spec: fs.FeatureSpec) -> int:
     """Longest clicked list: the deepest position in stats.json's CTR table (else the spec cap)."""
-    path = os.path.join(data_dir, "stats.json")
-    if os.path.exists(path):
-        with open(path) as fh:
-            ctr = json.load(fh).get("ctr_by_position_device", {})
-        positions = [int(p) for curve in ctr.values() for p in curve]
-        if positions:
-            return min(max(positions), spec.max_list_size)
-    return spec.max_list_size
+    ctr = _stats(data_dir).get("ctr_by_position_device", {})
+    positions = [int(p) for curve in ctr.values() for p in curve]
+    return min(max(positions), spec.max_list_size) if positions else spec.max_list_size
 
 
 def dataset(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int, batch_size: int,

@@ -37,9 +37,14 @@ class KerasScorer:
         without_bias_inputs = {k: v for k, v in features.items() if k not in (fs.POSITION, fs.DEVICE)}
         return self.model.relevance_tower(without_bias_inputs)
 
-    def click_probability(self, features: dict) -> tf.Tensor:
-        log_p, _ = self.model.click_log_probs(features, training=False)
-        return tf.exp(log_p)
+    def score(self, features: dict) -> tuple[tf.Tensor, tf.Tensor]:
+        """(relevance logits for ranking, p(click) of the full model) in one pass of the towers;
+        only the position-feature baseline needs a second pass (ranked at its fixed position)."""
+        logits = self.model(features)
+        log_p, _ = self.model.click_log_probs(features, logits=logits)
+        if self.config.variant == "position-feature":
+            return self.relevance(features), tf.exp(log_p)
+        return logits["relevance"], tf.exp(log_p)
 
     def propensity(self, relevance_sample: tf.Tensor | None = None) -> dict:
         return self.model.propensity(self.list_size, relevance_sample)
@@ -63,8 +68,9 @@ class SavedModelScorer:
             raw[f.name] = inputs.broadcast_to_list(features[f.name], list_size, rank)
         return self.signature(**raw)["scores"]
 
-    def click_probability(self, features: dict) -> tf.Tensor:
-        return tf.sigmoid(self.relevance(features))
+    def score(self, features: dict) -> tuple[tf.Tensor, tf.Tensor]:
+        relevance = self.relevance(features)
+        return relevance, tf.sigmoid(relevance)
 
     def propensity(self, relevance_sample: tf.Tensor | None = None) -> dict:
         return {}
@@ -84,29 +90,29 @@ def _judged_metrics(scorer, ds: tf.data.Dataset) -> dict:
     return out
 
 
-def _click_metrics(scorer, ds: tf.data.Dataset) -> dict:
+def _click_metrics(scorer, ds: tf.data.Dataset, sample_batches: int = 20) -> tuple[dict, tf.Tensor]:
+    """Click metrics of the split, and the relevance logits of its first batches' shown items
+    (the population the additive propensity read-off averages over), from one scoring pass."""
     auc = tf.keras.metrics.AUC(num_thresholds=2000)
     ndcg = tfr.ndcg(10)
-    losses, count, lists = 0.0, 0, 0
+    losses, count, lists, sample = 0.0, 0, 0, []
     for batch in ds:
         clicked = tf.cast(batch[fs.CLICKED], tf.float32)
         mask = batch[fs.MASK] & (clicked >= 0)
-        p = tf.clip_by_value(scorer.click_probability(batch), 1e-7, 1 - 1e-7)
+        relevance, p = scorer.score(batch)
+        p = tf.clip_by_value(p, 1e-7, 1 - 1e-7)
         y, pv = tf.boolean_mask(clicked, mask), tf.boolean_mask(p, mask)
         losses += float(tf.reduce_sum(-(y * tf.math.log(pv) + (1 - y) * tf.math.log(1 - pv))))
         count += int(tf.size(y))
         auc.update_state(y, pv)
-        ndcg.update_state(tf.where(mask, clicked, fs.PADDING_LABEL), scorer.relevance(batch))
+        ndcg.update_state(tf.where(mask, clicked, fs.PADDING_LABEL), relevance)
         lists += int(tf.reduce_sum(tf.cast(tf.reduce_any(mask, axis=1), tf.int32)))
+        if len(sample) < sample_batches:
+            sample.append(tf.boolean_mask(relevance, batch[fs.MASK]))
     if not count:
         raise RankerError("the click split holds no impressions")
-    return {"log_loss": round(losses / count, 5), "auc": round(float(auc.result()), 5),
-            "ndcg@10": round(float(ndcg.result()), 5), "lists": lists}
-
-
-def relevance_sample(scorer, ds: tf.data.Dataset, max_batches: int = 20) -> tf.Tensor:
-    """Relevance logits of logged (shown) items: the population the additive read-off averages over."""
-    return tf.concat([tf.boolean_mask(scorer.relevance(b), b[fs.MASK]) for b in ds.take(max_batches)], 0)
+    return ({"log_loss": round(losses / count, 5), "auc": round(float(auc.result()), 5),
+             "ndcg@10": round(float(ndcg.result()), 5), "lists": lists}, tf.concat(sample, 0))
 
 
 def propensity_error(learned: dict, truth: dict) -> float | None:
@@ -154,8 +160,8 @@ def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | Non
         if name == "judged":
             metrics["judged"] = _judged_metrics(scorer, ds)
         else:
-            metrics["clicks" if name == "eval" else f"clicks_{name}"] = _click_metrics(scorer, ds)
-            sample = relevance_sample(scorer, ds)
+            key = "clicks" if name == "eval" else f"clicks_{name}"
+            metrics[key], sample = _click_metrics(scorer, ds)
     learned = scorer.propensity(sample)
     if learned:
         metrics["propensity"] = learned

@@ -12,7 +12,6 @@ import time
 import tensorflow as tf
 
 from ranker.errors import RankerError
-from ranker.features import spec as fs
 from ranker.models import data, distribute
 from ranker.models.config import ModelConfig, copy_spec_into, model_spec
 from ranker.models.two_tower import RankingModel
@@ -99,12 +98,6 @@ def load_trained(model_dir: str) -> tuple[RankingModel, ModelConfig, object]:
     return model, config, spec
 
 
-def _relevance_sample(model: RankingModel, ds, max_batches: int = 20):
-    if model.bias_tower is None:
-        return None
-    return tf.concat([tf.boolean_mask(model(b)["relevance"], b[fs.MASK]) for b in ds.take(max_batches)], 0)
-
-
 def backup_position(backup_dir: str) -> tuple[int, int] | None:
     """(epoch, batch), both 0-based, of the last mid-epoch backup; None without one."""
     folder = os.path.join(backup_dir, "chief")  # where Keras's BackupAndRestore keeps it
@@ -138,7 +131,7 @@ def _built(config: ModelConfig, spec, data_dir: str) -> RankingModel:
 
 def _loader(config: ModelConfig, data_dir: str, spec, seed: int):
     """(train batches, eval batches or None, train steps per epoch)."""
-    steps = math.ceil(data.count_lists(data_dir, "train") / config.batch_size)
+    steps = math.ceil(data.num_lists(data_dir, "train") / config.batch_size)
     train_ds = data.dataset(data_dir, "train", spec, config.train_list_size, config.batch_size,
                             shuffle=True, seed=seed, cache=True)
     # A known length lets fit resume mid-epoch; every worker sees the same global batches.
@@ -206,7 +199,7 @@ def train(data_dir: str, model_dir: str, variant: str = "additive", epochs: int 
         "resumed_from_backup": list(backup) if backup else None,
         "seconds": round(time.time() - started, 1),
         "history": history,
-        "propensity": model.propensity(config.train_list_size, _relevance_sample(model, train_ds)),
+        "propensity": model.propensity(config.train_list_size, model.relevance_sample(train_ds)),
     }
     if chief:
         with open(os.path.join(model_dir, "train_summary.json"), "w") as fh:

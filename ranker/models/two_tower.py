@@ -44,9 +44,10 @@ class RankingModel(tfrs.models.Model):
             out["bias"] = self.bias_tower(features[fs.POSITION], features[fs.DEVICE], training=training)
         return out
 
-    def click_log_probs(self, features: dict, training: bool = False):
-        """(log p(click), log(1 − p(click))) of the full click model, `[b, l]` each."""
-        logits = self(features, training=training)
+    def click_log_probs(self, features: dict, training: bool = False, logits: dict | None = None):
+        """(log p(click), log(1 − p(click))) of the full click model, `[b, l]` each; `logits` are
+        this model's outputs for `features` when the caller already has them."""
+        logits = logits if logits is not None else self(features, training=training)
         bias = None
         if "bias" in logits:
             bias = combine.bias_term(logits["bias"], self.combination)
@@ -91,6 +92,12 @@ class RankingModel(tfrs.models.Model):
         regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses]) / replicas
         return {**{m.name: m.result() for m in self.metrics}, "loss": loss,
                 "regularization_loss": regularization_loss, "total_loss": loss + regularization_loss}
+
+    def relevance_sample(self, ds, max_batches: int = 20) -> tf.Tensor | None:
+        """Relevance logits of shown items, the population the additive read-off averages over."""
+        if self.bias_tower is None:
+            return None
+        return tf.concat([tf.boolean_mask(self(b)["relevance"], b[fs.MASK]) for b in ds.take(max_batches)], 0)
 
     def propensity(self, positions: int, relevance_sample: tf.Tensor | None = None) -> dict[str, list[float]]:
         """Learned examination relative to position 1, per device (two-tower variants only).

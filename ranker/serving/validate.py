@@ -56,15 +56,6 @@ def decide(candidate: float, baseline: float | None, min_ndcg: float,
                   f" {max_regression:.4f} of the baseline's {baseline:.4f}")
 
 
-def verdict_path(candidate: str) -> str | None:
-    """The verdict file of a version folder, if it has been validated."""
-    for name in (BLESSED, NOT_BLESSED):
-        path = os.path.join(candidate, name)
-        if os.path.exists(path):
-            return path
-    return None
-
-
 def validate(candidate: str, baseline: str | None, data_dir: str, min_ndcg: float = 0.5,
              max_regression: float = 0.01) -> dict:
     """Judges `candidate` (an exported version folder); writes BLESSED or NOT_BLESSED into it."""
