@@ -1,7 +1,13 @@
 """The ranker: unbiased learning to rank from click logs (two-tower, Beam, TF Serving)."""
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
-# The pinned stack of ../shared/SPEC.md; tensorflow-ranking 0.5.5 needs tensorflow<2.16.
+VERSION = re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("ranker").joinpath(
+    "__init__.py").read_text()).group(1)
+
+# The pinned stack; tensorflow-ranking 0.5.5 needs tensorflow<2.16 (it imports tf.estimator).
 REQUIRED = [
     "tensorflow==2.15.1",
     "tensorflow-ranking==0.5.5",
@@ -17,11 +23,18 @@ REQUIRED = [
 
 setup(
     name="ranker",
-    version="0.1.0",
+    version=VERSION,
     description="Two-tower unbiased learning to rank: Beam preprocessing, Keras training, TF Serving export",
     python_requires=">=3.11,<3.12",
     packages=find_packages(exclude=("tests", "benchmarks")),
     install_requires=REQUIRED,
-    extras_require={"test": ["pytest", "hypothesis"]},
+    # lightgbm in `test` too: the tree-peer tests then run in CI (xgboost's, 230 MB, skip there)
+    extras_require={"test": ["pytest", "hypothesis", "lightgbm>=4.1"],
+                    # peers for benchmarks (ranker.peers, benchmarks/): never in the runtime install
+                    "bench": ["xgboost", "lightgbm>=4.1", "deepctr"],
+                    # Beam engines and object stores for preprocess (--runner DaskRunner, gs://, s3://)
+                    "dask": ["apache-beam[dask]==2.77.0", "distributed"],
+                    "gcp": ["apache-beam[gcp]==2.77.0"],
+                    "aws": ["apache-beam[aws]==2.77.0"]},
     entry_points={"console_scripts": ["ranker=ranker.cli:main"]},
 )

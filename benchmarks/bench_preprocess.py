@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+from ranker.artifacts import IMPRESSIONS_FILE, JUDGED_FILE, LOG_GLOB, SPEC_FILENAME
+
 IN_PROCESS = ""  # FnApiRunner, one in-process worker: preprocess's default
 TWO_PROCESSES = "--direct_num_workers=2 --direct_running_mode=multi_processing"
 
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
         pattern = generate(logs, args.impressions, args.synthetic)
         import tensorflow as tf  # noqa: F401  (both sides need it; keep its import off the clocks)
 
-        from ranker.pipeline import elwc  # noqa: F401
+        from ranker.features import codec  # noqa: F401
 
         results = {"input": pattern, "load_average_before": os.getloadavg()}
         if not args.skip_beam:
@@ -73,7 +75,7 @@ def generate(logs: str, impressions: int, synthetic: bool) -> str:
     marker = os.path.join(logs, "bench.json")
     wanted = {"impressions": impressions, "synthetic": synthetic}
     if os.path.exists(marker) and json.load(open(marker)) == wanted:
-        return os.path.join(logs, "*.jsonl.gz")
+        return os.path.join(logs, LOG_GLOB)
     shutil.rmtree(logs, ignore_errors=True)
     started = time.perf_counter()
     simulate = None if synthetic else _simulator()
@@ -84,14 +86,14 @@ def generate(logs: str, impressions: int, synthetic: bool) -> str:
             world="synthetic", letor_train=None, letor_test=None, sessions_per_query=sessions,
             logging_quality=0.5, click_model="pbm", devices=["desktop", "mobile", "tablet"],
             seed=0, output_dir=logs, num_queries=queries)
-        os.remove(os.path.join(logs, "judged.jsonl.gz"))  # keep the comparison to click logs
+        os.remove(os.path.join(logs, JUDGED_FILE))  # keep the comparison to click logs
         print(f"simulated {summary['impressions']} impressions in "
               f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
     else:
         _write_synthetic(logs, impressions)
     with open(marker, "w") as fh:
         json.dump(wanted, fh)
-    return os.path.join(logs, "*.jsonl.gz")
+    return os.path.join(logs, LOG_GLOB)
 
 
 def _simulator():
@@ -111,11 +113,11 @@ def _write_synthetic(logs: str, impressions: int) -> None:
                      {"name": "brand", "kind": "categorical", "hash_buckets": 100},
                      {"name": "price", "kind": "numeric"},
                      {"name": "embedding", "kind": "vector", "length": 8}]}
-    with open(os.path.join(logs, "feature_spec.json"), "w") as fh:
+    with open(os.path.join(logs, SPEC_FILENAME), "w") as fh:
         json.dump(spec, fh)
     rng = random.Random(0)
     devices = ["desktop", "mobile", "tablet"]
-    with gzip.open(os.path.join(logs, "impressions.jsonl.gz"), "wt", compresslevel=1) as out:
+    with gzip.open(os.path.join(logs, IMPRESSIONS_FILE), "wt", compresslevel=1) as out:
         for request in range(-(-impressions // 10)):
             device = rng.choice(devices)
             query = f"q{rng.randrange(3000)}"
@@ -153,8 +155,10 @@ def run_plain(pattern: str, output: str) -> dict:
 
     import tensorflow as tf
 
+    from ranker.artifacts import EVAL, RECORD_SUFFIX, TRAIN
+    from ranker.features import codec
     from ranker.features import spec as fs
-    from ranker.pipeline import elwc, parse
+    from ranker.pipeline import parse
     from ranker.pipeline.lists import CLICKED_KIND, split_of
     from ranker.pipeline.read import iter_raw_lines
     from ranker.pipeline.runtime import freeze_heap
@@ -177,12 +181,12 @@ def run_plain(pattern: str, output: str) -> dict:
                     continue
                 positions = lists.setdefault(impression[fs.REQUEST_ID], {})
                 positions.setdefault(impression[fs.POSITION], impression)
-    writers = {split: tf.io.TFRecordWriter(os.path.join(output, f"{split}.tfrecord.gz"),
-                                           options="GZIP") for split in ("train", "eval")}
+    writers = {split: tf.io.TFRecordWriter(os.path.join(output, split + RECORD_SUFFIX),
+                                           options="GZIP") for split in (TRAIN, EVAL)}
     written = 0
     for request_id, positions in lists.items():
         impressions = [positions[p] for p in sorted(positions)]
-        record = elwc.build_elwc(impressions, spec).SerializeToString(deterministic=True)
+        record = codec.build_elwc(impressions, spec).SerializeToString(deterministic=True)
         writers[split_of(request_id, CLICKED_KIND)].write(record)
         written += len(impressions)
     for writer in writers.values():

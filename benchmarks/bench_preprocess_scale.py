@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from ranker.artifacts import LOG_GLOB, STATS_FILE, read_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOTS = 10  # shown items per simulated session
 
@@ -88,10 +90,9 @@ def measure(impressions: int, sessions: int, workdir: str, beam_args: list[str])
     ranker = [sys.executable, "-m", "ranker"]
     sim = run_sampled(ranker + ["simulate", "--num-queries", str(queries), "--sessions-per-query",
                                 str(sessions), "--output", logs], os.path.join(workdir, "simulate.log"))
-    pre = run_sampled(ranker + ["preprocess", "--input", os.path.join(logs, "*.jsonl.gz"),
+    pre = run_sampled(ranker + ["preprocess", "--input", os.path.join(logs, LOG_GLOB),
                                 "--output", out] + beam_args, os.path.join(workdir, "preprocess.log"))
-    with open(os.path.join(out, "stats.json")) as fh:
-        stats = json.load(fh)
+    stats = read_json(os.path.join(out, STATS_FILE))
     return {"impressions": impressions, "lines_read": stats["lines_read"],
             "input_mib": _du_mib(logs), "output_mib": _du_mib(out), "simulate_s": sim["seconds"],
             **pre, "lines_per_s": stats["lines_read"] / pre["seconds"]}

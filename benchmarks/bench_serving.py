@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from ranker.features import spec as fs  # noqa: E402
 from ranker.features import tensors  # noqa: E402
-from ranker.pipeline import elwc  # noqa: E402
+from ranker.features import codec  # noqa: E402
 from ranker.serving import client, export, warmup  # noqa: E402
 
 
@@ -86,7 +86,7 @@ def keras_scorer(model, spec: fs.FeatureSpec, two_tower: bool):
 def two_tower_examples(candidates, context, spec, device: str) -> list[bytes]:
     out = []
     for i, candidate in enumerate(candidates):
-        example = elwc.serving_example(candidate, context, spec)
+        example = codec.serving_example(candidate, context, spec)
         example.features.feature[fs.POSITION].int64_list.value.append(i + 1)
         example.features.feature[fs.DEVICE].bytes_list.value.append(device.encode())
         out.append(example.SerializeToString())

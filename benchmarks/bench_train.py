@@ -23,6 +23,7 @@ import tensorflow as tf  # noqa: E402
 import training_batches  # noqa: E402
 from training_batches import examples_in  # noqa: E402
 
+from ranker.artifacts import TRAIN  # noqa: E402
 from ranker.features import spec as fs  # noqa: E402
 from ranker.models import data  # noqa: E402
 from ranker.models.config import ModelConfig  # noqa: E402
@@ -45,7 +46,7 @@ def training_rate(variant: str, spec, batches, list_size: int, moments: dict, ro
 
 def input_rates(data_dir: str, spec, list_size: int, batch_size: int, epochs: int) -> list[float]:
     """Examples/s of `ranker train`'s input pipeline, epoch by epoch (the first one parses)."""
-    ds = data.dataset(data_dir, "train", spec, list_size, batch_size, shuffle=True, cache=True)
+    ds = data.dataset(data_dir, TRAIN, spec, list_size, batch_size, shuffle=True, cache=True)
     rates = []
     count_examples = lambda n, b: n + tf.reduce_sum(tf.cast(b[fs.MASK], tf.int64))  # noqa: E731
     for _ in range(epochs):

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import tensorflow as tf  # noqa: E402
 
+from ranker.artifacts import TRAIN  # noqa: E402
 from ranker.features import spec as fs  # noqa: E402
 from ranker.models import data  # noqa: E402
 
@@ -31,5 +32,5 @@ def load(data_dir: str | None, steps: int, batch_size: int, prefix: str):
         write_tiny_data(Path(data_dir), n_train=20_000)
     spec = data.data_spec(data_dir)
     list_size = data.click_list_size(data_dir, spec)
-    ds = data.dataset(data_dir, "train", spec, list_size, batch_size, shuffle=True)
+    ds = data.dataset(data_dir, TRAIN, spec, list_size, batch_size, shuffle=True)
     return data_dir, spec, list_size, list(ds.take(steps)), data.feature_moments(ds, spec)

@@ -1,4 +1,10 @@
-"""The ablation report for people: a markdown table per data set and two kinds of PNG plots."""
+"""Ablation and scoreboard reports for people: a markdown table per data set and PNG plots.
+
+A data set's result (ranker.ablation.compare) holds, per arm, judged nDCG@10 with its 95% interval,
+the difference to the baseline arm with a verdict, the share of a gap recovered, and per-run click
+and propensity figures. Without judged lists the plot shows held-out click log-loss instead of an
+empty nDCG chart; a propensity plot says "vs true" only where the truth is known.
+"""
 from __future__ import annotations
 
 import os
@@ -9,30 +15,92 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _fmt(stat: dict) -> str:
+def _fmt_interval(stat: dict | None, key: str, spec: str) -> str:
+    """`value [lo, hi]` of stat[key] and its 95% interval, each formatted with `spec`; – if absent."""
+    if not stat or stat.get(key) is None:
+        return "–"
+    lo, hi = stat["ci95"]
+    return f"{stat[key]:{spec}} [{lo:{spec}}, {hi:{spec}}]"
+
+
+def fmt_ci(stat: dict | None, digits: int = 3) -> str:
+    return _fmt_interval(stat, "mean", f".{digits}f")
+
+
+def fmt_diff(stat: dict | None) -> str:
+    text = _fmt_interval(stat, "diff", "+.3f")
+    return text if text == "–" else f"{text} {stat['verdict']}"
+
+
+def fmt_share(stat: dict | None) -> str:
+    return _fmt_interval(stat, "share", ".0%")
+
+
+def fmt_std(stat: dict | None) -> str:
     if not stat or stat.get("mean") is None:
         return "–"
     return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
 
 
-def plot_ndcg(name: str, result: dict, path: str) -> None:
+def _has_judged(result: dict) -> bool:
+    return any((a.get("judged_ndcg@10") or {}).get("mean") is not None for a in result["arms"].values())
+
+
+REFERENCE_ARMS = ("unbiased-clicks", "oracle")
+TREE_PREFIXES = ("xgboost", "lightgbm")
+
+
+def _colour(label: str) -> str:
+    """Our arms blue, tree peers orange, references (not deployable) grey."""
+    if label.split(":")[0] in REFERENCE_ARMS:
+        return "#7f7f7f"
+    return "#dd8452" if label.startswith(TREE_PREFIXES) else "#4c72b0"
+
+
+def plot_quality(name: str, result: dict, path: str) -> None:
+    """Judged nDCG@10 with 95% intervals; held-out click log-loss where no list is judged."""
     labels = list(result["arms"])
-    means = [result["arms"][a]["judged_ndcg@10"]["mean"] or 0 for a in labels]
-    stds = [result["arms"][a]["judged_ndcg@10"]["std"] or 0 for a in labels]
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(labels)), 4))
-    ax.bar(range(len(labels)), means, yerr=stds, capsize=4, color="#4c72b0")
+    judged = _has_judged(result)
+    if judged:
+        stats = [result["arms"][a]["judged_ndcg@10"] for a in labels]
+        means = [s["mean"] if s.get("mean") is not None else float("nan") for s in stats]
+        errors = [[m - s["ci95"][0] if s.get("ci95") else 0 for m, s in zip(means, stats)],
+                  [s["ci95"][1] - m if s.get("ci95") else 0 for m, s in zip(means, stats)]]
+        ylabel, title = "judged nDCG@10 (95% interval)", "ranking quality on true relevance"
+    else:
+        stats = [result["arms"][a]["click_log_loss"] for a in labels]
+        means = [s["mean"] if s.get("mean") is not None else float("nan") for s in stats]
+        errors = [[s.get("std") or 0 for s in stats]] * 2
+        ylabel, title = "held-out click log-loss (± std over seeds)", "click model fit (lower is better)"
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 4))
+    for i, label in enumerate(labels):  # points, not bars: the axis does not start at 0
+        ax.errorbar([i], [means[i]], yerr=[[errors[0][i]], [errors[1][i]]], fmt="o", capsize=4,
+                    color=_colour(label))
+    ax.grid(axis="y", alpha=0.3)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-    low = min(m - s for m, s in zip(means, stds))
-    ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(means) + 0.05))
-    ax.set_ylabel("judged nDCG@10 (mean ± std over seeds)")
-    ax.set_title(f"{name}: ranking quality on true relevance")
+    finite = [m for m in means if m == m]
+    if finite:
+        span = max(finite) - min(finite)
+        ax.set_ylim(max(0.0, min(finite) - span - 0.03), max(finite) + span + 0.03)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{name}: {title}\n(blue: ranker arms, orange: tree peers, grey: references)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def _truth_curves(world: dict) -> tuple[dict, str]:
+    """PBM: the true propensity; cascade: the simulated examination rate relative to position 1."""
+    if world.get("propensity"):
+        return world["propensity"], "truth"
+    rates = world.get("examination_rate") or {}
+    relative = {d: [(v or 0.0) / r[0] for v in r] for d, r in rates.items() if r and r[0]}
+    return relative, "examination rate (cascade)"
+
+
 def plot_propensity(name: str, result: dict, path: str) -> bool:
-    truth = (result.get("world") or {}).get("propensity") or {}
+    truth, truth_label = _truth_curves(result.get("world") or {})
     learned = {a: s["propensity_mean"] for a, s in result["arms"].items() if s.get("propensity_mean")}
     devices = sorted(set(truth) | {d for curves in learned.values() for d in curves})
     if not learned or not devices:
@@ -40,7 +108,7 @@ def plot_propensity(name: str, result: dict, path: str) -> bool:
     fig, axes = plt.subplots(1, len(devices), figsize=(4.2 * len(devices), 3.8), squeeze=False)
     for ax, device in zip(axes[0], devices):
         if device in truth:
-            ax.plot(range(1, len(truth[device]) + 1), truth[device], "k-", lw=2.5, label="truth")
+            ax.plot(range(1, len(truth[device]) + 1), truth[device], "k-", lw=2.5, label=truth_label)
         for arm, curves in learned.items():
             if device in curves:
                 ax.plot(range(1, len(curves[device]) + 1), curves[device], "o--", ms=3, label=arm)
@@ -49,7 +117,7 @@ def plot_propensity(name: str, result: dict, path: str) -> bool:
         ax.set_ylim(0, 1.1)
     axes[0][0].set_ylabel("examination relative to position 1")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"{name}: learned vs true propensity")
+    fig.suptitle(f"{name}: learned propensity" + (f" vs {truth_label}" if truth else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -59,32 +127,44 @@ def plot_propensity(name: str, result: dict, path: str) -> bool:
 def write_plots(report: dict, output_dir: str) -> list[str]:
     paths = []
     for name, result in report["datasets"].items():
-        ndcg_path = os.path.join(output_dir, f"ndcg_{name}.png")
-        plot_ndcg(name, result, ndcg_path)
-        paths.append(ndcg_path)
+        quality_path = os.path.join(output_dir, f"ndcg_{name}.png")
+        plot_quality(name, result, quality_path)
+        paths.append(quality_path)
         curve_path = os.path.join(output_dir, f"propensity_{name}.png")
         if plot_propensity(name, result, curve_path):
             paths.append(curve_path)
     return paths
 
 
+def describe_world(world: dict) -> str:
+    if "world" in world and "logging_quality" not in world:
+        return str(world["world"])
+    parts = [f"world {world.get('world')}", f"logging quality {world.get('logging_quality')}",
+             f"click model {world.get('click_model')}"]
+    if world.get("impressions") is not None:
+        parts.append(f"{world['impressions']} impressions, {world.get('clicks')} clicks")
+    return ", ".join(parts)
+
+
+def table(result: dict, baseline: str = "naive") -> list[str]:
+    lines = [f"| arm | judged nDCG@10 [95% CI] | vs {baseline} | gap recovered | click log-loss "
+             "| propensity error |", "|---|---|---|---|---|---|"]
+    for arm, s in result["arms"].items():
+        lines.append(f"| {arm} | {fmt_ci(s.get('judged_ndcg@10'))} | {fmt_diff(s.get('vs_' + baseline))} "
+                     f"| {fmt_share(s.get('gap_recovered'))} | {fmt_std(s.get('click_log_loss'))} "
+                     f"| {fmt_std(s.get('propensity_error'))} |")
+    return lines
+
+
 def write_markdown(report: dict, plots: list[str], path: str) -> None:
     lines = ["# Ablation", "",
-             f"{report['seeds']} seeds per arm, {report['epochs']} epochs; mean ± std over seeds.", ""]
+             f"{report['seeds']} training seeds per arm; judged nDCG@10 is the mean over judged lists "
+             "with a 95% interval from a paired bootstrap over lists (each list first averaged over "
+             "seeds); click log-loss and propensity error are mean ± std over runs.", ""]
     for name, result in report["datasets"].items():
-        world = result.get("world") or {}
-        lines += [f"## {name}", "",
-                  f"world: {world.get('world')}, logging quality {world.get('logging_quality')}, "
-                  f"click model {world.get('click_model')}, {world.get('impressions')} impressions, "
-                  f"{world.get('clicks')} clicks", "",
-                  "| arm | judged nDCG@10 | click AUC | click log-loss | propensity error |",
-                  "|---|---|---|---|---|"]
-        for arm, s in result["arms"].items():
-            lines.append(f"| {arm} | {_fmt(s['judged_ndcg@10'])} | {_fmt(s['click_auc'])} | "
-                         f"{_fmt(s['click_log_loss'])} | {_fmt(s['propensity_error'])} |")
-        if result.get("gap_recovered"):
-            shares = ", ".join(f"{a}: {v:.0%}" for a, v in result["gap_recovered"].items())
-            lines += ["", f"Share of the naive → oracle gap closed: {shares}"]
+        lines += [f"## {name}", "", describe_world(result.get("world") or {}),
+                  f"({result.get('lists', 0)} judged lists)", ""]
+        lines += table(result)
         lines.append("")
         for plot in plots:
             if os.path.basename(plot).endswith(f"_{name}.png"):

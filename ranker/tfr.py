@@ -13,7 +13,8 @@ from ranker.features import tensors
 
 
 def parse_elwc_batch(serialized: tf.Tensor, spec: fs.FeatureSpec, list_size: int,
-                     with_device: bool = True, with_labels: bool = True) -> dict[str, tf.Tensor]:
+                     with_device: bool = True, with_labels: bool = True,
+                     with_request_id: bool = False) -> dict[str, tf.Tensor]:
     """A 1-D batch of serialized ELWCs → dense features `[batch, list_size, …]` plus MASK.
 
     Lists longer than `list_size` are truncated (preprocess caps lists at the spec's
@@ -22,7 +23,8 @@ def parse_elwc_batch(serialized: tf.Tensor, spec: fs.FeatureSpec, list_size: int
     return tfr.data.parse_from_example_list(
         serialized,
         list_size=list_size,
-        context_feature_spec=tensors.context_parse_spec(spec, with_device=with_device),
+        context_feature_spec=tensors.context_parse_spec(spec, with_device=with_device,
+                                                        with_request_id=with_request_id),
         example_feature_spec=tensors.example_parse_spec(spec, with_labels=with_labels),
         mask_feature_name=fs.MASK,
     )

@@ -7,17 +7,20 @@ short table: what debiasing bought on judged lists and how well the bias tower f
 from __future__ import annotations
 
 import glob
-import json
+import logging
 import os
 import sys
 import time
 
-DEFAULT_EPOCHS = 6
+from ranker.artifacts import LOG_GLOB, TRUTH_FILE, read_json, write_json
+
 VARIANTS = ("naive", "additive")
+RUN_SUMMARY = "run_summary.json"
+logger = logging.getLogger(__name__)
 
 
 def _step(message: str) -> None:
-    print(f"[ranker run] {message}", file=sys.stderr, flush=True)
+    logger.info(message)
 
 
 def format_table(metrics: dict, truth: dict | None, export_dir: str, validation: dict,
@@ -42,28 +45,31 @@ def format_table(metrics: dict, truth: dict | None, export_dir: str, validation:
 
 
 def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_queries: int = 400,
-        sessions_per_query: int = 50, logging_quality: float = 0.2, min_ndcg: float = 0.5) -> dict:
+        sessions_per_query: int = 50, logging_quality: float = 0.2, min_ndcg: float = 0.5,
+        **world_knobs) -> dict:
     """The default world is one where debiasing matters: a logging policy driven mostly by its
-    stale per-item error (quality 0.2), so a naive model learns the old ranker's mistakes."""
+    stale per-item error (quality 0.2), so a naive model learns the old ranker's mistakes.
+    `world_knobs` are simulate_to_dir's keyword arguments (click_model, devices, trust_bias, …)."""
     from ranker.models import evaluate, train
     from ranker.pipeline import preprocess
     from ranker.serving import export, push, validate
     from ranker.simulation import simulate
+    from ranker.simulation.options import RUN_KNOB_DEFAULTS
 
     started = time.time()
     logs, data_dir = os.path.join(workdir, "logs"), os.path.join(workdir, "data")
     _step(f"1/6 simulating the synthetic world into {logs}")
+    knobs = {**RUN_KNOB_DEFAULTS, **world_knobs}
     simulate.simulate_to_dir(world="synthetic", letor_train=None, letor_test=None,
                              sessions_per_query=sessions_per_query, logging_quality=logging_quality,
-                             click_model="pbm", devices=["desktop", "mobile", "tablet"], seed=seed,
-                             output_dir=logs, num_queries=num_queries)
+                             seed=seed, output_dir=logs, num_queries=num_queries, **knobs)
     _step(f"2/6 preprocessing (Beam) into {data_dir}")
-    preprocess.run_preprocess(os.path.join(logs, "*.jsonl.gz"), data_dir, None, [])
+    preprocess.run_preprocess(os.path.join(logs, LOG_GLOB), data_dir, None, [])
     metrics = {}
     for i, variant in enumerate(VARIANTS):
         model_dir = os.path.join(workdir, "models", variant)
         _step(f"3/6 training {variant} ({i + 1}/{len(VARIANTS)}) in {model_dir}")
-        train.train(data_dir, model_dir, variant=variant, epochs=epochs or DEFAULT_EPOCHS, seed=seed)
+        train.train(data_dir, model_dir, variant=variant, epochs=epochs, seed=seed, restart=True)
         _step(f"4/6 evaluating {variant}")
         metrics[variant] = evaluate.evaluate_to_file(data_dir, model_dir=model_dir)
     staging, serving = (os.path.join(workdir, base, "ranker") for base in ("staging", "serving"))
@@ -73,8 +79,7 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
     validation = validate.validate(candidate, push.last_pushed(serving), data_dir,
                                    min_ndcg=min_ndcg, max_regression=0.01)
     pushed = push.push(candidate, serving)["pushed"] if validation["blessed"] else None
-    with open(os.path.join(data_dir, "truth.json")) as fh:
-        truth = json.load(fh).get("propensity")
+    truth = read_json(os.path.join(data_dir, TRUTH_FILE), {}).get("propensity")
     print(format_table(metrics, truth, candidate, validation, pushed), file=sys.stderr)
     summary = {
         "workdir": os.path.abspath(workdir),
@@ -86,6 +91,5 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
         "pushed": pushed,
         "artefacts": sorted(os.path.relpath(p, workdir) for p in glob.glob(os.path.join(workdir, "*"))),
     }
-    with open(os.path.join(workdir, "run_summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=2)
+    write_json(os.path.join(workdir, RUN_SUMMARY), summary)
     return summary

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from ranker.features import spec as fs
-from ranker.pipeline.elwc import build_elwc
+from ranker.features.codec import build_elwc
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 YAHOO = SHARED / "data" / "yahoo_ltr_sample"

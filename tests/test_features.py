@@ -89,3 +89,46 @@ def test_tensor_spec_shapes():
     spec = fs.parse_spec(GOOD)
     assert tensors.tensor_spec(spec.feature("embedding"), 2).shape.as_list() == [None, None, 4]
     assert tensors.tensor_spec(spec.feature("price"), 1).shape.as_list() == [None]
+
+
+CROSSES = [{"name": "segment_x_category", "features": ["segment", "category"], "hash_buckets": 1000}]
+
+
+def test_crosses_round_trip_and_stay_out_of_the_feature_list(tmp_path):
+    spec = fs.parse_spec(dict(GOOD, crosses=CROSSES))
+    assert spec.crosses == (fs.Cross("segment_x_category", ("segment", "category"), 1000),)
+    assert [f.name for f in spec.features] == [f.name for f in fs.parse_spec(GOOD).features]
+    path = tmp_path / "spec.json"
+    spec.resolved({"segment": 4, "category": 9}).save(str(path))
+    again = fs.load_spec(str(path))
+    assert again.crosses == spec.crosses
+    assert again.to_json()["crosses"] == CROSSES
+    assert "crosses" not in fs.parse_spec(GOOD).to_json()  # specs without crosses are written as before
+
+
+@pytest.mark.parametrize("cross,message", [
+    ({"name": "x", "features": ["segment", "missing"], "hash_buckets": 8}, "not a declared categorical"),
+    ({"name": "x", "features": ["segment", "price"], "hash_buckets": 8}, "not a declared categorical"),
+    ({"name": "x", "features": ["segment"], "hash_buckets": 8}, "two or more distinct"),
+    ({"name": "x", "features": ["segment", "segment"], "hash_buckets": 8}, "two or more distinct"),
+    ({"name": "x", "features": "segment,category", "hash_buckets": 8}, "two or more distinct"),
+    ({"name": "x", "features": ["segment", "category"]}, "hash_buckets must be a positive integer"),
+    ({"name": "x", "features": ["segment", "category"], "hash_buckets": 0}, "hash_buckets must be"),
+    ({"name": "x", "features": ["segment", "category"], "hash_buckets": True}, "hash_buckets must be"),
+    ({"name": "price", "features": ["segment", "category"], "hash_buckets": 8}, "declared twice"),
+    ({"name": "item_id", "features": ["segment", "category"], "hash_buckets": 8}, "reserved"),
+    ({"name": "a b", "features": ["segment", "category"], "hash_buckets": 8}, "identifier"),
+    ({"name": "x", "features": ["segment", "category"], "hash_buckets": 8, "salt": 1}, "unknown keys"),
+    ("segment_x_category", "each cross is an object"),
+])
+def test_invalid_crosses_fail_with_a_one_line_reason(cross, message):
+    with pytest.raises(fs.SpecError, match=message) as err:
+        fs.parse_spec(dict(GOOD, crosses=[cross]), source="spec.json")
+    assert "\n" not in str(err.value) and str(err.value).startswith("spec.json")
+
+
+def test_cross_names_are_unique_and_crosses_a_list():
+    with pytest.raises(fs.SpecError, match="declared twice"):
+        fs.parse_spec(dict(GOOD, crosses=CROSSES + CROSSES))
+    with pytest.raises(fs.SpecError, match="'crosses' must be a list"):
+        fs.parse_spec(dict(GOOD, crosses=CROSSES[0]))

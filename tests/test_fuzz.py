@@ -132,3 +132,25 @@ def test_parse_line_survives_arbitrary_bytes(raw):
 @given(log_lines())
 def test_parse_line_on_schema_shaped_objects(raw):
     _check(raw)
+
+
+_HUGE = st.one_of(st.integers(min_value=-(10**401), max_value=10**401),
+                  st.floats(allow_nan=True, allow_infinity=True),
+                  st.sampled_from([2**31 - 1, 2**31, 2**63, 10**30, 3.4028234663852886e38,
+                                   3.4028235677973366e38, -1e39, 1e300]))
+
+
+@FUZZ
+@given(_HUGE, _HUGE, st.lists(_HUGE, min_size=3, max_size=3))
+def test_parse_line_keeps_only_values_the_elwc_can_hold(position, price, embedding):
+    """Any magnitude: a dead letter with a reason, or an int32 position and float32 numbers."""
+    obj = {"request_id": "r", "position": position, "device_type": "d", "item_id": "i",
+           "clicked": 1, "features": {"price": price, "embedding": embedding}}
+    _check(json.dumps(obj).encode())
+    impression, dead = parse.parse_line(json.dumps(obj).encode(), SPEC, "logs.jsonl", 7)
+    if impression is not None:
+        assert 1 <= impression[fs.POSITION] <= 2**31 - 1
+        values = [impression[parse.FEATURES_KEY]["price"], *impression[parse.FEATURES_KEY]["embedding"]]
+        assert all(math.isfinite(v) and abs(v) <= parse.FLOAT32_MAX for v in values)
+    else:
+        assert dead["reason"] in (parse.INVALID_POSITION, parse.OUT_OF_RANGE, parse.NON_FINITE)

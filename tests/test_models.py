@@ -177,25 +177,6 @@ def test_position_feature_baseline_scores_at_a_fixed_position(tiny_data, tmp_pat
     assert not np.allclose(model.relevance_tower(batch).numpy(), model.relevance_tower(at_one).numpy())
 
 
-def test_propensity_read_off(additive_dir):
-    model, config, _ = load_trained(additive_dir)
-    tower = model.bias_tower
-    curve = {d: tower.curve(d, 3).numpy() for d in model.devices}
-    learned = model.propensity(3)
-    for device, logits in curve.items():
-        np.testing.assert_allclose(learned[device], np.exp(logits - logits[0]), rtol=1e-3, atol=1e-4)
-    # With logged items' relevance logits: the predicted click-rate ratio for the same items.
-    sample = np.array([-2.0, 0.5], np.float32)
-    with_sample = model.propensity(3, tf.constant(sample))
-    for device, logits in curve.items():
-        rate = (1 / (1 + np.exp(-(sample[:, None] + logits[None, :])))).mean(axis=0)
-        np.testing.assert_allclose(with_sample[device], rate / rate[0], rtol=1e-3, atol=1e-4)
-    model.combination = "pal"
-    for device, logits in curve.items():
-        sig = 1 / (1 + np.exp(-logits))
-        np.testing.assert_allclose(model.propensity(3)[device], sig / sig[0], rtol=1e-3, atol=1e-4)
-
-
 def test_training_resumes_from_the_last_epoch(tiny_data, tmp_path):
     first = train(tiny_data, str(tmp_path), variant="naive", epochs=1, verbose=0)
     assert first["resumed_from_epoch"] == 0

@@ -8,115 +8,28 @@ import gzip
 import json
 import math
 import os
-import random
 from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.pipeline import parse
+from ranker.pipeline import parse, paths
 from ranker.pipeline import preprocess as pp
 from ranker.pipeline.lists import (
-    DEAD_LETTER, LISTS, SPLITS, VALID, GroupIntoLists, ParseImpressions, SplitByRequestHash,
+    DEAD_LETTER, LISTS, SPLITS, TRUNCATED, VALID, GroupIntoLists, ParseImpressions, SplitByRequestHash,
     pack_impression, split_of, unpack_impression, _vector_fields)
 from ranker.pipeline.read import ReadLogLines
 from ranker.pipeline.runtime import NAMESPACE
 from ranker.pipeline.summaries import ComputeStats, ComputeVocabularies
 from ranker.pipeline.write import WriteElwc
 
-SPEC_JSON = {
-    "max_list_size": 5,
-    "context": [{"name": "query", "kind": "categorical", "vocabulary_size": 3}],
-    "item": [
-        {"name": "brand", "kind": "categorical", "hash_buckets": 8},
-        {"name": "price", "kind": "numeric"},
-        {"name": "emb", "kind": "vector", "length": 3},
-    ],
-}
-SPEC = fs.parse_spec(SPEC_JSON)
-DEVICES = ("desktop", "mobile", "tablet")
-
-
-def beam_pipeline():
-    """TestPipeline on the in-process runner (DirectRunner would try to download Prism)."""
-    return BeamTestPipeline(runner=FnApiRunner())
-
-
-def record(request_id="r1", position=1, **overrides) -> dict:
-    rec = {"request_id": request_id, "position": position, "device_type": "desktop",
-           "item_id": f"{request_id}-i{position}", "clicked": 0, "timestamp": 1_700_000_000,
-           "context": {"query": "shoes", "ignored_context": 1},
-           "features": {"brand": "acme", "price": 9.5, "emb": [0.1, 0.2, 0.3], "ignored": "x"}}
-    rec.update(overrides)
-    return {k: v for k, v in rec.items() if v is not _DROP}
-
-
-_DROP = object()
-
-
-def dumps(rec: dict) -> bytes:
-    return json.dumps(rec).encode("utf-8")
-
-
-def write_lines(path: Path, lines: list[bytes], spec: dict = SPEC_JSON) -> Path:
-    """Raw lines into .jsonl or .jsonl.gz, with the feature spec beside them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = b"".join(line + b"\n" for line in lines)
-    if path.name.endswith(".gz"):
-        with gzip.GzipFile(path, "wb", mtime=0) as fh:
-            fh.write(data)
-    else:
-        path.write_bytes(data)
-    (path.parent / fs.SPEC_FILENAME).write_text(json.dumps(spec))
-    return path
-
-
-def clean_records(n_requests: int, seed: int = 0) -> list[dict]:
-    """Click lists of 1..max_list_size impressions, gaps in positions, lines in shuffled order."""
-    rng = random.Random(seed)
-    out = []
-    for r in range(n_requests):
-        device = DEVICES[r % 3]
-        query = ["shoes", "hats", "socks", "bags"][rng.randrange(4)]
-        positions = sorted(rng.sample(range(1, 8), rng.randint(1, SPEC.max_list_size)))
-        for position in positions:
-            out.append(record(
-                f"req{r:05d}", position, device_type=device,
-                clicked=int(rng.random() < 0.5 / position),
-                item_id=f"item{rng.randrange(50)}", context={"query": query},
-                features={"brand": f"b{rng.randrange(5)}", "price": round(rng.uniform(1, 99), 2),
-                          "emb": [round(rng.gauss(0, 1), 3) for _ in range(3)]}))
-    rng.shuffle(out)
-    return out
-
-
-def read_records(data_dir: Path, split: str) -> list[bytes]:
-    import tensorflow as tf
-
-    files = sorted(str(p) for p in (data_dir / split).glob("*.tfrecord.gz"))
-    if not files:
-        return []
-    return sorted(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
-
-
-def read_dead_letters(data_dir: Path) -> list[dict]:
-    out = []
-    for path in sorted((data_dir / "dead_letter").glob("*.jsonl")):
-        out.extend(json.loads(line) for line in path.read_text().splitlines() if line)
-    return out
-
-
-def request_id_of(serialized: bytes) -> str:
-    from tensorflow_serving.apis import input_pb2
-
-    elwc = input_pb2.ExampleListWithContext.FromString(serialized)
-    return elwc.context.features.feature[fs.REQUEST_ID].bytes_list.value[0].decode()
+from pipeline_helpers import (
+    DEVICES, SPEC, SPEC_JSON, _DROP, beam_pipeline, clean_records, dumps, read_dead_letters,
+    read_records, record, request_id_of, write_lines)
 
 
 # --- parse_line ----------------------------------------------------------------------------------
@@ -210,7 +123,7 @@ def test_dead_letter_raw_is_truncated():
 
 
 def test_reasons_are_distinct():
-    assert len(set(parse.REASONS)) == len(parse.REASONS) == 10
+    assert len(set(parse.REASONS)) == len(parse.REASONS) == 12
 
 
 # --- PTransforms ---------------------------------------------------------------------------------
@@ -225,7 +138,7 @@ def test_read_log_lines_jsonl_gzip_parquet(tmp_path):
             {"request_id": "p2", "position": 2, "context": None}]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "c.parquet")
     with beam_pipeline() as p:
-        lines = p | ReadLogLines(str(tmp_path / "[abc].*"))
+        lines = p | ReadLogLines(paths.match_inputs(str(tmp_path / "[abc].*")))
         text = (lines | beam.Filter(lambda l: not l[0].endswith(".parquet")))
         rows_out = (lines | beam.Filter(lambda l: l[0].endswith(".parquet"))
                     | beam.Map(lambda l: (os.path.basename(l[0]), l[1], json.loads(l[2]))))
@@ -285,9 +198,12 @@ def test_group_into_lists_orders_and_applies_list_rules(tmp_path):
         [("b", 1, record("ok", 3)), ("a", 9, record("ok", 1)), ("a", 2, record("ok", 2))]
         + [("a", 3, record("dup", 1, item_id="first")),
            ("a", 7, record("dup", 1, item_id="second")), ("a", 4, record("dup", 2))]
-        + [("a", 10 + i, record("long", i + 1)) for i in range(SPEC.max_list_size + 1)]
+        + [("a", 10 + i, record("long", i + 1)) for i in range(SPEC.max_list_size + 2)]
+        + [("a", 20 + i, record("jlong", i + 1, **judged)) for i in range(SPEC.max_list_size + 1)]
         + [("a", 30, record("mixed", 1)), ("a", 31, record("mixed", 2, **judged))]
-        + [("a", 40, record("j", 2, **judged)), ("a", 41, record("j", 1, **judged))])
+        + [("a", 40, record("j", 2, **judged)), ("a", 41, record("j", 1, **judged))]
+        + [("a", 50, record("dev", 1)), ("a", 51, record("dev", 2, device_type="mobile"))]
+        + [("a", 52, record("ctx", 1)), ("a", 53, record("ctx", 2, context={"query": "x"}))])
     raw_of = {(located[0], located[1]): located[2].decode() for _, located in lines}
     with beam_pipeline() as p:
         grouped = p | beam.Create(lines) | GroupIntoLists(SPEC)
@@ -295,24 +211,28 @@ def test_group_into_lists_orders_and_applies_list_rules(tmp_path):
             lambda l: (l[0], l[1], [(i["position"], i["item_id"]) for i in l[2]]))
         dead = grouped[DEAD_LETTER] | beam.Map(
             lambda d: (d["line"], d["reason"], d["raw"] == raw_of[(d["source"], d["line"])]))
+        size = SPEC.max_list_size
         assert_that(lists, equal_to([
             ("ok", "clicked", [(1, "ok-i1"), (2, "ok-i2"), (3, "ok-i3")]),
             ("dup", "clicked", [(1, "first"), (2, "dup-i2")]),
             ("j", "judged", [(1, "j-i1"), (2, "j-i2")]),
+            ("long", "clicked", [(i + 1, f"long-i{i + 1}") for i in range(size)]),
         ]), label="lists")
+        assert_that(grouped[TRUNCATED], equal_to([2]), label="truncated")
         assert_that(dead, equal_to(
             [(7, parse.DUPLICATE_POSITION, True)]
-            + [(10 + i, parse.LIST_TOO_LONG, True) for i in range(SPEC.max_list_size + 1)]
-            + [(30, parse.MIXED_LABELS, True), (31, parse.MIXED_LABELS, True)]), label="dead")
+            + [(20 + i, parse.LIST_TOO_LONG, True) for i in range(size + 1)]
+            + [(30, parse.MIXED_LABELS, True), (31, parse.MIXED_LABELS, True)]
+            + [(n, parse.INCONSISTENT_REQUEST, True) for n in (50, 51, 52, 53)]), label="dead")
 
 
 def test_group_into_lists_keeps_vectors_as_float32():
-    impression, _ = parse.parse_line(dumps(record(features={"emb": [0.1, 1e300, 2]})), SPEC, "a", 1)
+    impression, _ = parse.parse_line(dumps(record(features={"emb": [0.1, 1e-50, 2]})), SPEC, "a", 1)
     vectors = _vector_fields(SPEC)
     packed = pack_impression(impression, vectors)
-    assert impression["features"]["emb"] == [0.1, 1e300, 2.0]  # the input is not mutated
+    assert impression["features"]["emb"] == [0.1, 1e-50, 2.0]  # the input is not mutated
     assert unpack_impression(packed, vectors)["features"]["emb"] == \
-        [np.float32(0.1).item(), math.inf, 2.0]
+        [np.float32(0.1).item(), 0.0, 2.0]
 
 
 def test_split_by_request_hash():
@@ -432,6 +352,7 @@ def rich_input(root: Path) -> dict:
         parse.NON_FINITE: b'{"request_id": "n1", "position": 1, "device_type": "desktop", '
                           b'"item_id": "i", "clicked": 1, "features": {"price": NaN}}',
         parse.WRONG_VECTOR_LENGTH: dumps(record("v1", 1, features={"emb": [1.0]})),
+        parse.OUT_OF_RANGE: dumps(record("o1", 1, features={"emb": [1.0, 1e39, 0.0]})),
     }
     expected = {}
     lines = list(a_lines)
@@ -447,11 +368,13 @@ def rich_input(root: Path) -> dict:
                for i in range(3000)]
     b_lines += [dumps(record("dup", 1, item_id="kept")), dumps(record("dup", 2)),
                 dumps(record("dup", 1, item_id="dropped"))]
-    b_lines += [dumps(record("long", i + 1)) for i in range(SPEC.max_list_size + 1)]
+    b_lines += [dumps(record("long", i + 1, **judged)) for i in range(SPEC.max_list_size + 1)]
     b_lines += [dumps(record("mixed", 1)), dumps(record("mixed", 2, **judged))]
     b_lines += [dumps(record("judged1", p, device_type="smartwatch", **judged)) for p in (1, 2)]
     b_lines += [dumps(record("judged2", p, device_type="unknown", **judged)) for p in (1, 2, 3)]
     b_lines += [dumps(record("tv1", 1, device_type="tv"))]
+    b_lines += [dumps(record("scroll", i + 1)) for i in range(SPEC.max_list_size + 3)]
+    b_lines += [dumps(record("twodev", 1)), dumps(record("twodev", 2, device_type="mobile"))]
     write_lines(root / "b.jsonl.gz", b_lines)
     start = 3001
     expected[parse.DUPLICATE_POSITION] = [("b.jsonl.gz", start + 2)]
@@ -459,14 +382,17 @@ def rich_input(root: Path) -> dict:
                                      for i in range(SPEC.max_list_size + 1)]
     start += 3 + SPEC.max_list_size + 1
     expected[parse.MIXED_LABELS] = [("b.jsonl.gz", start), ("b.jsonl.gz", start + 1)]
-    return {"lines": len(lines) + len(b_lines), "dead": expected}
+    start += 2 + 2 + 3 + 1 + SPEC.max_list_size + 3
+    expected[parse.INCONSISTENT_REQUEST] = [("b.jsonl.gz", start), ("b.jsonl.gz", start + 1)]
+    return {"lines": len(lines) + len(b_lines), "dead": expected, "truncated": 3}
 
 
 @pytest.fixture(scope="module")
 def rich_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("rich")
     info = rich_input(root / "logs")
-    stats = pp.run_preprocess(str(root / "logs" / "*"), str(root / "out"), None, [])
+    stats = pp.run_preprocess(str(root / "logs" / "*"), str(root / "out"), None, [],
+                              max_dead_letter_fraction=1.0)
     return root, info, stats
 
 
@@ -494,7 +420,9 @@ def test_every_bad_class_is_dead_lettered_with_source_and_line(rich_run):
 def test_no_line_disappears(rich_run):
     root, info, stats = rich_run
     assert stats["lines_read"] == info["lines"]
-    assert stats["lines_read"] == stats["impressions_valid"] + stats["dead_letter"]["total"]
+    assert stats["truncated_impressions"] == info["truncated"] and stats["lists_truncated"] == 1
+    assert stats["lines_read"] == (stats["impressions_valid"] + stats["dead_letter"]["total"]
+                                   + stats["truncated_impressions"])
     written = sum(len(read_records(root / "out", s)) for s in SPLITS)
     assert written == sum(stats["requests"].values())
     on_disk = json.loads((root / "out" / "stats.json").read_text())

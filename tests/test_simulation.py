@@ -15,10 +15,12 @@ import pytest
 
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.simulation import clicks as ck
+from ranker.simulation import devices as dv
 from ranker.simulation import letor as lt
+from ranker.simulation import sessions as ss
 from ranker.simulation import simulate as sm
-from ranker.simulation import worlds
+from ranker.simulation import synthetic, worlds
+from ranker.simulation.options import NUM_SHOWN
 
 YAHOO = Path(__file__).resolve().parents[2] / "shared/data/yahoo_ltr_sample"
 DEVICES = ["desktop", "mobile", "tablet"]
@@ -97,7 +99,7 @@ def test_every_line_matches_the_log_schema(tmp_path, click_model):
     summary = run(tmp_path, click_model=click_model)
     spec = fs.load_spec(str(tmp_path / fs.SPEC_FILENAME))
     lines = read_lines(tmp_path / sm.IMPRESSIONS_FILE)
-    assert len(lines) == summary["impressions"] == 40 * 5 * ck.NUM_SHOWN
+    assert len(lines) == summary["impressions"] == 40 * 5 * NUM_SHOWN
     assert sum(line[fs.CLICKED] for line in lines) == summary["clicks"]
     sessions = collections.defaultdict(list)
     for line in lines:
@@ -106,7 +108,7 @@ def test_every_line_matches_the_log_schema(tmp_path, click_model):
                           ("features", dict)):
             assert isinstance(line[key], kind), (key, line)
         assert line[fs.CLICKED] in (0, 1) and isinstance(line[fs.RELEVANCE], (int, float))
-        assert 0 <= line[fs.RELEVANCE] <= 4 and 1 <= line[fs.POSITION] <= ck.NUM_SHOWN
+        assert 0 <= line[fs.RELEVANCE] <= 4 and 1 <= line[fs.POSITION] <= NUM_SHOWN
         assert line[fs.DEVICE] in DEVICES
         assert line["context"][worlds.QUERY_ID]
         check_features(line["context"], spec.context, "context")
@@ -123,14 +125,15 @@ def test_every_line_matches_the_log_schema(tmp_path, click_model):
     judged = read_lines(tmp_path / sm.JUDGED_FILE)
     lists = collections.defaultdict(list)
     for line in judged:
-        assert fs.CLICKED not in line and line[fs.DEVICE] == ck.JUDGED_DEVICE
+        assert fs.CLICKED not in line and line[fs.DEVICE] == dv.JUDGED_DEVICE
         assert line[fs.REQUEST_ID].startswith("judged-")
         check_features(line["features"], spec.item, "judged features")
         lists[line[fs.REQUEST_ID]].append(line[fs.POSITION])
     assert len(lists) == summary["judged_queries"] == 10
     assert all(sorted(p) == list(range(1, len(p) + 1)) for p in lists.values())
     longest = max(len(p) for p in lists.values())
-    assert worlds.CANDIDATES[0] <= longest <= spec.max_list_size <= fs.DEFAULT_MAX_LIST_SIZE
+    assert synthetic.CANDIDATES[0] <= longest
+    assert spec.max_list_size == max(longest, NUM_SHOWN) + worlds.LIST_SIZE_MARGIN
     logged_items = {line[fs.ITEM_ID] for line in lines}
     assert not logged_items & {line[fs.ITEM_ID] for line in judged}, "judged queries are held out"
 
@@ -138,12 +141,16 @@ def test_every_line_matches_the_log_schema(tmp_path, click_model):
     assert TRUTH_KEYS <= set(truth)
     assert truth["impressions"] == len(lines) and truth["queries"] == {"logged": 40, "judged": 10}
     for dev in DEVICES:
-        assert len(truth["examination"][dev]) == ck.NUM_SHOWN and truth["propensity"][dev][0] == 1.0
+        assert len(truth["examination_rate"][dev]) == NUM_SHOWN
+        if click_model == "pbm":
+            assert len(truth["examination"][dev]) == NUM_SHOWN and truth["propensity"][dev][0] == 1.0
+    if click_model == "cascade":
+        assert truth["propensity"] is None
     assert json.loads((tmp_path / sm.SUMMARY_FILE).read_text())["impressions"] == len(lines)
 
 
 def test_synthetic_labels_are_skewed_graded_0_to_4(tmp_path):
-    world = worlds.synthetic_world(400, np.random.default_rng(0))
+    world = synthetic.synthetic_world(400, 100, np.random.default_rng(0))
     counts = np.bincount(world.logged.relevance.astype(int), minlength=5)
     assert counts.sum() == world.logged.num_items and len(counts) == 5
     assert counts[0] > counts[2] > counts[4] > 0 and counts[0] + counts[1] > 0.6 * counts.sum()
@@ -182,10 +189,10 @@ def test_mean_relevance_by_position_follows_logging_quality(big_random_log):
     # Items are fixed per query, so the noise is that of 2000 queries, not of 200k impressions.
     assert np.ptp(flat) < 0.12, flat.round(3)
 
-    world = worlds.synthetic_world(1000, np.random.default_rng(1))
+    world = synthetic.synthetic_world(1000, 1, np.random.default_rng(1))
     by_pos = np.zeros(10)
     count = np.zeros(10)
-    for block in sm.simulate_sessions(world.logged, 5, 1.0, "pbm", DEVICES, 4.0,
+    for block in ss.simulate_sessions(world.logged, 5, 1.0, "pbm", dv.parse_devices(DEVICES), 4.0,
                                       np.random.default_rng(2)):
         by_pos += world.logged.relevance[block.shown].sum(axis=0)
         count += block.valid.sum(axis=0)
@@ -194,26 +201,32 @@ def test_mean_relevance_by_position_follows_logging_quality(big_random_log):
     assert sorted_means[0] - sorted_means[-1] > 1.5
 
 
-def test_cascade_examination_is_empirical_and_below_the_curve(tmp_path):
+def test_cascade_truth_has_an_examination_rate_not_a_propensity(tmp_path):
     run(tmp_path, click_model="cascade", num_queries=100, sessions_per_query=20)
     truth = json.loads((tmp_path / sm.TRUTH_FILE).read_text())
+    assert truth["propensity"] is None and truth["examination"] is None
     for dev in DEVICES:
-        exam = np.array(truth["examination"][dev])
-        assert exam[0] == 1.0 and np.all(np.diff(exam) <= 0)
-        assert np.all(exam <= ck.examination_curve(dev) + 1e-12)
-        assert exam[1] < ck.examination_curve(dev)[1]  # clicks on top ended some scans early
+        rate = np.array(truth["examination_rate"][dev])
+        scan = np.array(truth["scan_curve"][dev])
+        assert rate[0] == 1.0 and np.all(np.diff(rate) <= 0)
+        assert np.all(rate <= scan + 1e-12)
+        assert rate[1] < scan[1]  # clicks on top ended some scans early
 
 
 def test_devices_shares_and_unknown_devices():
-    assert ck.device_shares(DEVICES) == pytest.approx({"desktop": 0.5, "mobile": 0.35, "tablet": 0.15})
-    assert ck.device_shares(["mobile", "tablet"]) == pytest.approx({"mobile": 0.7, "tablet": 0.3})
-    assert ck.device_shares(["tv", "watch"]) == pytest.approx({"tv": 0.5, "watch": 0.5})
-    assert ck.examination_curve("tv")[1] == pytest.approx(0.5)  # unknown devices: η = 1
-    assert ck.examination_curve("mobile")[3] == pytest.approx(0.125)
+    def shares(entries):
+        return {d.name: d.share for d in dv.parse_devices(entries)}
+
+    assert shares(DEVICES) == pytest.approx({"desktop": 0.5, "mobile": 0.35, "tablet": 0.15})
+    assert shares(["mobile", "tablet"]) == pytest.approx({"mobile": 0.7, "tablet": 0.3})
+    assert shares(["tv", "watch"]) == pytest.approx({"tv": 0.5, "watch": 0.5})
+    tv, mobile = dv.parse_devices(["tv", "mobile"])
+    assert tv.eta == 1.0 and tv.examination[1] == pytest.approx(0.5)  # unknown devices: η = 1
+    assert mobile.examination[3] == pytest.approx(0.125)
     with pytest.raises(RankerError):
-        ck.check_devices(["desktop", "desktop"])
+        dv.parse_devices(["desktop", "desktop"])
     with pytest.raises(RankerError):
-        ck.check_devices(["bad name"])
+        dv.parse_devices(["bad name"])
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any, Iterable
 
+from ranker.artifacts import SPEC_FILENAME, VOCAB_DIR  # noqa: F401  (re-exported: fs.SPEC_FILENAME)
 from ranker.errors import RankerError
 
 # Reserved log fields: never declared as features in a spec.
@@ -23,6 +24,7 @@ CLICKED = "clicked"
 RELEVANCE = "relevance"
 TIMESTAMP = "timestamp"
 RESERVED = frozenset({REQUEST_ID, POSITION, DEVICE, ITEM_ID, CLICKED, RELEVANCE, TIMESTAMP})
+JUDGED_DEVICE = "unknown"  # the device_type of judged lines: a placeholder, never a real device
 
 # Padding conventions of the parsed ELWC tensors (TF-Ranking's: padded labels are negative).
 PADDING_LABEL = -1.0
@@ -34,8 +36,6 @@ KINDS = (CATEGORICAL, NUMERIC, VECTOR)
 CONTEXT, ITEM = "context", "item"
 
 DEFAULT_MAX_LIST_SIZE = 50
-SPEC_FILENAME = "feature_spec.json"
-VOCAB_DIR = "vocab"
 
 
 class SpecError(RankerError):
@@ -74,6 +74,19 @@ class Feature:
 
 
 @dataclasses.dataclass(frozen=True)
+class Cross:
+    """A hashed cross of categorical features (context and/or item), e.g. query id × doc id: the
+    model joins the components' raw strings and hashes the result into its own field."""
+
+    name: str
+    features: tuple[str, ...]
+    hash_buckets: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "features": list(self.features), "hash_buckets": self.hash_buckets}
+
+
+@dataclasses.dataclass(frozen=True)
 class FeatureSpec:
     """Context and item features plus list-level settings shared by every stage."""
 
@@ -82,6 +95,7 @@ class FeatureSpec:
     max_list_size: int = DEFAULT_MAX_LIST_SIZE
     device_vocabulary_file: str | None = None
     base_dir: str = ""  # folder the relative vocabulary paths are read from
+    crosses: tuple[Cross, ...] = ()  # model-side only: not in `features`, never written to ELWC
 
     @property
     def features(self) -> tuple[Feature, ...]:
@@ -109,6 +123,8 @@ class FeatureSpec:
         }
         if self.device_vocabulary_file:
             out["device_vocabulary_file"] = self.device_vocabulary_file
+        if self.crosses:
+            out["crosses"] = [c.to_json() for c in self.crosses]
         return out
 
     def save(self, path: str) -> None:
@@ -140,7 +156,7 @@ def parse_spec(obj: Any, source: str = "<spec>", base_dir: str = "") -> FeatureS
     """Validates a decoded JSON spec; raises SpecError with a one-line reason."""
     if not isinstance(obj, dict):
         raise SpecError(f"{source}: a feature spec is a JSON object, got {type(obj).__name__}")
-    unknown = set(obj) - {"context", "item", "max_list_size", "device_vocabulary_file"}
+    unknown = set(obj) - {"context", "item", "max_list_size", "device_vocabulary_file", "crosses"}
     if unknown:
         raise SpecError(f"{source}: unknown top-level keys {sorted(unknown)}")
     max_list_size = obj.get("max_list_size", DEFAULT_MAX_LIST_SIZE)
@@ -156,12 +172,17 @@ def parse_spec(obj: Any, source: str = "<spec>", base_dir: str = "") -> FeatureS
     device_vocab = obj.get("device_vocabulary_file")
     if device_vocab is not None and not isinstance(device_vocab, str):
         raise SpecError(f"{source}: device_vocabulary_file must be a string")
+    categoricals = {f.name for f in scopes[CONTEXT] + scopes[ITEM] if f.kind == CATEGORICAL}
+    crosses = obj.get("crosses", [])
+    if not isinstance(crosses, list):
+        raise SpecError(f"{source}: 'crosses' must be a list of crosses")
     return FeatureSpec(
         context=scopes[CONTEXT],
         item=scopes[ITEM],
         max_list_size=max_list_size,
         device_vocabulary_file=device_vocab,
         base_dir=base_dir,
+        crosses=tuple(_parse_cross(e, categoricals, source, seen) for e in crosses),
     )
 
 
@@ -188,11 +209,8 @@ def _positive_int_or_none(entry: dict, key: str, where: str) -> int | None:
     return value
 
 
-def _parse_feature(entry: Any, scope: str, source: str, seen: set[str]) -> Feature:
-    if not isinstance(entry, dict):
-        raise SpecError(f"{source}: each {scope} feature is an object, got {entry!r}")
-    name = entry.get("name")
-    where = f"{source}: {scope} feature {name!r}"
+def _new_name(name: Any, where: str, seen: set[str]) -> None:
+    """A valid, unreserved name not declared before (features and crosses share one namespace)."""
     if not isinstance(name, str) or not name or not name.replace("_", "a").isalnum():
         raise SpecError(f"{where}: name must be a non-empty identifier")
     if name in RESERVED or name == MASK:
@@ -200,6 +218,35 @@ def _parse_feature(entry: Any, scope: str, source: str, seen: set[str]) -> Featu
     if name in seen:
         raise SpecError(f"{where}: declared twice")
     seen.add(name)
+
+
+def _parse_cross(entry: Any, categoricals: set[str], source: str, seen: set[str]) -> Cross:
+    if not isinstance(entry, dict):
+        raise SpecError(f"{source}: each cross is an object, got {entry!r}")
+    where = f"{source}: cross {entry.get('name')!r}"
+    _new_name(entry.get("name"), where, seen)
+    unknown = set(entry) - {"name", "features", "hash_buckets"}
+    if unknown:
+        raise SpecError(f"{where}: unknown keys {sorted(unknown)}")
+    components = entry.get("features")
+    if (not isinstance(components, list) or len(components) < 2
+            or not all(isinstance(c, str) for c in components) or len(set(components)) < len(components)):
+        raise SpecError(f"{where}: features must list two or more distinct feature names")
+    for component in components:
+        if component not in categoricals:
+            raise SpecError(f"{where}: {component!r} is not a declared categorical feature")
+    hash_buckets = _positive_int_or_none(entry, "hash_buckets", where)
+    if hash_buckets is None:
+        raise SpecError(f"{where}: hash_buckets must be a positive integer, got None")
+    return Cross(name=entry["name"], features=tuple(components), hash_buckets=hash_buckets)
+
+
+def _parse_feature(entry: Any, scope: str, source: str, seen: set[str]) -> Feature:
+    if not isinstance(entry, dict):
+        raise SpecError(f"{source}: each {scope} feature is an object, got {entry!r}")
+    name = entry.get("name")
+    where = f"{source}: {scope} feature {name!r}"
+    _new_name(name, where, seen)
     allowed = {"name", "kind", "length", "hash_buckets", "vocabulary_size", "vocabulary_file"}
     unknown = set(entry) - allowed
     if unknown:

@@ -9,23 +9,26 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ranker.features import spec as fs
+from ranker.features.codec import default_value
 
 _DTYPES = {fs.CATEGORICAL: tf.string, fs.NUMERIC: tf.float32, fs.VECTOR: tf.float32}
 
 
 def feature_parse_spec(feature: fs.Feature) -> tf.io.FixedLenFeature:
-    if feature.kind == fs.CATEGORICAL:
-        return tf.io.FixedLenFeature([], tf.string, default_value="")
-    if feature.kind == fs.NUMERIC:
-        return tf.io.FixedLenFeature([], tf.float32, default_value=0.0)
-    return tf.io.FixedLenFeature([feature.length], tf.float32, default_value=[0.0] * feature.length)
+    """A missing feature parses to the codec's default ("" / 0.0 / zeros)."""
+    shape = [feature.length] if feature.kind == fs.VECTOR else []
+    return tf.io.FixedLenFeature(shape, _DTYPES[feature.kind], default_value=default_value(feature))
 
 
-def context_parse_spec(spec: fs.FeatureSpec, with_device: bool = True) -> dict:
-    """Context features of an ELWC: the request's features and (for training) its device."""
+def context_parse_spec(spec: fs.FeatureSpec, with_device: bool = True,
+                       with_request_id: bool = False) -> dict:
+    """Context features of an ELWC: the request's features, (for training) its device and (for
+    per-list evaluation) its request id."""
     out = {f.name: feature_parse_spec(f) for f in spec.context}
     if with_device:
         out[fs.DEVICE] = tf.io.FixedLenFeature([], tf.string, default_value="")
+    if with_request_id:
+        out[fs.REQUEST_ID] = tf.io.FixedLenFeature([], tf.string, default_value="")
     return out
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from ranker.features import spec as fs
 from ranker.models import inputs
 
-UNKNOWN_POSITION = 0
+# The "unknown" position id is the parse default of a missing position (fs.PADDING_POSITION): padded
+# slots and position dropout both read as unknown. Changing one means changing the other.
+UNKNOWN_POSITION = fs.PADDING_POSITION
 
 
 class BiasTower(tf.keras.layers.Layer):

@@ -15,6 +15,7 @@ import math
 import tensorflow as tf
 
 from ranker import tfr
+from ranker.features import spec as fs
 
 ADDITIVE, PAL, NONE = "additive", "pal", "none"
 _LOG_HALF = -math.log(2.0)
@@ -53,5 +54,5 @@ def pointwise_loss(labels: tf.Tensor, log_p: tf.Tensor, log_1mp: tf.Tensor, mask
 
 
 def listwise_loss(labels: tf.Tensor, scores: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """TF-Ranking's softmax loss; padded slots get label −1, which it ignores."""
-    return tfr.softmax_loss()(tf.where(mask, labels, -1.0), scores)
+    """TF-Ranking's softmax loss; padded slots get the padding label (−1), which it ignores."""
+    return tfr.softmax_loss()(tf.where(mask, labels, fs.PADDING_LABEL), scores)

@@ -5,26 +5,30 @@ parsing record by record).
 """
 from __future__ import annotations
 
-import glob
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from ranker import tfr
+from ranker.artifacts import SPLITS, split_files  # noqa: F401  (re-exported)
+from ranker.artifacts import RECORD_GLOB, STATS_FILE, TRUTH_FILE, read_json
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 
-SPLITS = ("train", "eval", "judged")
-
-
-def split_files(data_dir: str, split: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(data_dir, split, "*.tfrecord.gz")))
+DEFAULT_MAX_RELEVANCE = 4.0  # the graded scale's top when the logs come without truth.json
 
 
 def has_split(data_dir: str, split: str) -> bool:
     return bool(split_files(data_dir, split))
+
+
+def required_split_files(data_dir: str, split: str) -> list[str]:
+    """split_files, or RankerError when the split has none."""
+    files = split_files(data_dir, split)
+    if not files:
+        raise RankerError(f"{data_dir}/{split}: no {RECORD_GLOB} files; run `ranker preprocess` first")
+    return files
 
 
 def data_spec(data_dir: str) -> fs.FeatureSpec:
@@ -35,11 +39,7 @@ def data_spec(data_dir: str) -> fs.FeatureSpec:
 
 
 def _stats(data_dir: str) -> dict:
-    path = os.path.join(data_dir, "stats.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as fh:
-        return json.load(fh)
+    return read_json(os.path.join(data_dir, STATS_FILE), {})
 
 
 def num_lists(data_dir: str, split: str) -> int:
@@ -66,7 +66,8 @@ def click_list_size(data_dir: str, spec: fs.FeatureSpec) -> int:
 
 
 def dataset(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int, batch_size: int,
-            shuffle: bool = False, seed: int = 0, cache: bool = False) -> tf.data.Dataset:
+            shuffle: bool = False, seed: int = 0, cache: bool = False,
+            with_request_id: bool = False) -> tf.data.Dataset:
     """Parsed batches of one split; padded slots masked by `fs.MASK`.
 
     With `cache`, lists are shuffled once, parsed once and kept in memory as parsed batches whose
@@ -74,15 +75,13 @@ def dataset(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int, bat
     is otherwise slower than a training step of this small model). Batch composition then stays
     fixed across epochs; for data larger than memory, leave `cache` off.
     """
-    files = split_files(data_dir, split)
-    if not files:
-        raise RankerError(f"{data_dir}/{split}: no *.tfrecord.gz files; run `ranker preprocess` first")
+    files = required_split_files(data_dir, split)
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP",
                                  num_parallel_reads=min(len(files), 4))
     if shuffle:
         ds = ds.shuffle(50_000, seed=seed, reshuffle_each_iteration=not cache)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda s: tfr.parse_elwc_batch(s, spec, list_size),
+    ds = ds.map(lambda s: tfr.parse_elwc_batch(s, spec, list_size, with_request_id=with_request_id),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         ds = ds.cache()
@@ -92,7 +91,10 @@ def dataset(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int, bat
 
 
 def feature_moments(ds: tf.data.Dataset, spec: fs.FeatureSpec, max_batches: int = 50) -> dict:
-    """Mean and std of numeric and vector features over shown candidates (for standardisation)."""
+    """Mean and std of numeric and vector features over shown candidates (for standardisation):
+    {"mean", "std"} of the raw values (the "standard" transform's) and, for every other numeric
+    transform t, {t: {"mean", "std"}} of the values after t (inputs.pre_standardise)."""
+    from ranker.models import inputs
     wanted = [f for f in spec.features if f.kind in (fs.NUMERIC, fs.VECTOR)]
     if not wanted:
         return {}
@@ -106,18 +108,21 @@ def feature_moments(ds: tf.data.Dataset, spec: fs.FeatureSpec, max_batches: int 
     moments = {}
     for f in wanted:
         values = np.concatenate(sums[f.name]) if sums[f.name] else np.zeros((1, f.length))
-        mean, std = values.mean(axis=0), values.std(axis=0)
-        if f.kind == fs.NUMERIC:
-            moments[f.name] = {"mean": float(mean[0]), "std": float(std[0]) or 1.0}
-        else:
-            moments[f.name] = {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()}
+        moments[f.name] = _mean_std(values, f.kind)
+        for transform in inputs.NUMERIC_TRANSFORMS:
+            if transform != inputs.STANDARD:
+                moments[f.name][transform] = _mean_std(inputs.pre_standardise(values, transform), f.kind)
     return moments
+
+
+def _mean_std(values: np.ndarray, kind: str) -> dict:
+    mean, std = values.mean(axis=0), values.std(axis=0)
+    if kind == fs.NUMERIC:
+        return {"mean": float(mean[0]), "std": float(std[0]) or 1.0}
+    return {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()}
 
 
 def max_relevance(data_dir: str) -> float:
     """The top of the graded scale, from truth.json when the logs come with it."""
-    path = os.path.join(data_dir, "truth.json")
-    if os.path.exists(path):
-        with open(path) as fh:
-            return float(json.load(fh).get("max_relevance", 4.0))
-    return 4.0
+    truth = read_json(os.path.join(data_dir, TRUTH_FILE), {})
+    return float(truth.get("max_relevance", DEFAULT_MAX_RELEVANCE))

@@ -8,20 +8,25 @@ relevance tower, so its click metrics are those of σ(relevance).
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 
 import numpy as np
 import tensorflow as tf
 
 from ranker import tfr
+from ranker.artifacts import (EVAL, JUDGED, METRICS_FILE, RAW_SIGNATURE, SPLITS, STATS_FILE, TRUTH_FILE,
+                              saved_model_file, write_json)
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.models import data, inputs
+from ranker.models.resume import check_spec
+from ranker.models import metrics as metrics_lib
 
-NDCG_CUTOFFS = (1, 3, 5, 10)
+logger = logging.getLogger(__name__)
+
+NDCG_CUTOFFS = metrics_lib.NDCG_CUTOFFS
 EVAL_BATCH = 256
-RAW_SIGNATURE = "score_lists"
 
 
 class KerasScorer:
@@ -46,17 +51,23 @@ class KerasScorer:
             return self.relevance(features), tf.exp(log_p)
         return logits["relevance"], tf.exp(log_p)
 
-    def propensity(self, relevance_sample: tf.Tensor | None = None) -> dict:
-        return self.model.propensity(self.list_size, relevance_sample)
+    def propensity(self, reference_logit: float | None = None) -> dict:
+        return self.model.propensity(self.list_size, reference_logit)
 
 
 class SavedModelScorer:
     """Scores lists with an exported SavedModel's raw-tensor signature (relevance only)."""
 
     def __init__(self, saved_model_dir: str, spec: fs.FeatureSpec, list_size: int):
-        if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
-            raise RankerError(f"{saved_model_dir}: no saved_model.pb; give an exported version folder")
-        self.signature = tf.saved_model.load(saved_model_dir).signatures[RAW_SIGNATURE]
+        from ranker.serving.compat import check_saved_model
+
+        saved_model_file(saved_model_dir)
+        check_saved_model(saved_model_dir, spec)  # a foreign SavedModel or another spec: one line
+        try:
+            self.signature = tf.saved_model.load(saved_model_dir).signatures[RAW_SIGNATURE]
+        except (OSError, ValueError, tf.errors.OpError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise RankerError(f"{saved_model_dir}: the SavedModel does not load ({reason})") from None
         self.spec = spec
         self.list_size = list_size
 
@@ -72,22 +83,27 @@ class SavedModelScorer:
         relevance = self.relevance(features)
         return relevance, tf.sigmoid(relevance)
 
-    def propensity(self, relevance_sample: tf.Tensor | None = None) -> dict:
+    def propensity(self, reference_logit: float | None = None) -> dict:
         return {}
 
 
-def _judged_metrics(scorer, ds: tf.data.Dataset) -> dict:
+def _judged_metrics(scorer, ds: tf.data.Dataset) -> tuple[dict, dict]:
+    """TF-Ranking's nDCG@k over the judged lists, and nDCG@10 per list (with its request id) for
+    the scoreboard's paired bootstrap (metrics.ndcg_per_list, the same definition)."""
     metrics = {k: tfr.ndcg(k) for k in NDCG_CUTOFFS}
-    lists = 0
+    lists, request_ids, per_list = 0, [], []
     for batch in ds:
         labels = tf.where(batch[fs.MASK], batch[fs.RELEVANCE], fs.PADDING_LABEL)
         scores = scorer.relevance(batch)
         for metric in metrics.values():
             metric.update_state(labels, scores)
         lists += int(tf.reduce_sum(tf.cast(tf.reduce_any(labels >= 0, axis=1), tf.int32)))
+        per_list.extend(metrics_lib.ndcg_per_list(labels.numpy(), scores.numpy(), 10).round(5).tolist())
+        if fs.REQUEST_ID in batch:
+            request_ids.extend(r.decode("utf-8") for r in batch[fs.REQUEST_ID].numpy())
     out = {f"ndcg@{k}": round(float(m.result()), 5) for k, m in metrics.items()}
     out["lists"] = lists
-    return out
+    return out, {"request_id": request_ids, "ndcg@10": per_list}
 
 
 def _click_metrics(scorer, ds: tf.data.Dataset, sample_batches: int = 20) -> tuple[dict, tf.Tensor]:
@@ -115,28 +131,24 @@ def _click_metrics(scorer, ds: tf.data.Dataset, sample_batches: int = 20) -> tup
              "ndcg@10": round(float(ndcg.result()), 5), "lists": lists}, tf.concat(sample, 0))
 
 
-def propensity_error(learned: dict, truth: dict) -> float | None:
-    """Mean absolute error over positions 2…n of the devices both curves cover."""
-    errors = []
-    for device, curve in learned.items():
-        true_curve = truth.get(device)
-        if not true_curve:
-            continue
-        n = min(len(curve), len(true_curve))
-        errors.extend(abs(a - b) for a, b in zip(curve[1:n], true_curve[1:n]))
-    return round(float(np.mean(errors)), 5) if errors else None
+def _world_truth(data_dir: str) -> dict:
+    path = os.path.join(data_dir, TRUTH_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as fh:
+        return json.load(fh)
 
 
-def _truth(data_dir: str) -> dict | None:
-    path = os.path.join(data_dir, "truth.json")
+def _impressions_by_position(data_dir: str) -> dict | None:
+    path = os.path.join(data_dir, STATS_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as fh:
-        return json.load(fh).get("propensity")
+        return json.load(fh).get("impressions_by_position_device")
 
 
 def _splits(split: str, data_dir: str) -> list[str]:
-    wanted = {"default": ["eval", "judged"], "all": ["train", "eval", "judged"]}.get(split, [split])
+    wanted = {"default": [EVAL, JUDGED], "all": list(SPLITS)}.get(split, [split])
     present = [s for s in wanted if data.has_split(data_dir, s)]
     if not present:
         raise RankerError(f"{data_dir}: none of the splits {wanted} exist")
@@ -145,39 +157,57 @@ def _splits(split: str, data_dir: str) -> list[str]:
 
 def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | None = None,
              split: str = "default") -> dict:
-    """metrics.json's content (SPEC.md, "`evaluate` output")."""
+    """metrics.json's content (README, "Outputs"): judged nDCG (and per list), click metrics,
+    the learned propensity read at the median item and its error against truth.json."""
     spec = data.data_spec(data_dir)
     if model_dir:
         scorer = KerasScorer(model_dir)
+        check_spec(scorer.spec, spec, data_dir, model_dir)
     else:
         scorer = SavedModelScorer(saved_model, spec, data.click_list_size(data_dir, spec))
     metrics: dict = {}
     sample = None
     for name in _splits(split, data_dir):
-        list_size = spec.max_list_size if name == "judged" else scorer.list_size
-        ds = data.dataset(data_dir, name, spec, list_size, EVAL_BATCH)
-        print(f"evaluating on {name} …", file=sys.stderr)
-        if name == "judged":
-            metrics["judged"] = _judged_metrics(scorer, ds)
+        list_size = spec.max_list_size if name == JUDGED else scorer.list_size
+        ds = data.dataset(data_dir, name, spec, list_size, EVAL_BATCH, with_request_id=name == JUDGED)
+        logger.info("evaluating on %s", name)
+        if name == JUDGED:
+            metrics["judged"], metrics["judged_per_list"] = _judged_metrics(scorer, ds)
         else:
-            key = "clicks" if name == "eval" else f"clicks_{name}"
+            key = "clicks" if name == EVAL else f"clicks_{name}"
             metrics[key], sample = _click_metrics(scorer, ds)
-    learned = scorer.propensity(sample)
+    reference = float(np.median(sample.numpy())) if sample is not None and tf.size(sample) else None
+    learned = scorer.propensity(reference)
     if learned:
         metrics["propensity"] = learned
-    truth = _truth(data_dir)
-    if truth:
-        metrics["propensity_truth"] = truth
+        metrics["propensity_reference_logit"] = None if reference is None else round(reference, 5)
+    truth = _world_truth(data_dir)
+    if truth.get("propensity"):
+        metrics["propensity_truth"] = truth["propensity"]
         if learned:
-            metrics["propensity_error"] = propensity_error(learned, truth)
+            metrics["propensity_error"] = metrics_lib.propensity_error(
+                learned, truth["propensity"], _impressions_by_position(data_dir))
+    elif truth.get("examination_rate"):  # cascade: an examination rate, not a position propensity
+        metrics["examination_rate_truth"] = truth["examination_rate"]
     return metrics
+
+
+def _check_output(output: str) -> None:
+    folder = os.path.dirname(os.path.abspath(output))
+    if os.path.isdir(output):
+        raise RankerError(f"--output {output} is a folder; give a file path, e.g. {os.path.join(output, METRICS_FILE)}")
+    if not os.path.isdir(folder):
+        raise RankerError(f"--output {output}: no folder {folder}; create it first")
+    if not os.access(folder, os.W_OK):
+        raise RankerError(f"--output {output}: cannot write into {folder}")
 
 
 def evaluate_to_file(data_dir: str, model_dir: str | None = None, saved_model: str | None = None,
                      split: str = "default", output: str | None = None) -> dict:
+    if output:
+        _check_output(output)  # before the evaluation, not after it
     metrics = evaluate(data_dir, model_dir, saved_model, split)
-    output = output or os.path.join(model_dir or saved_model, "metrics.json")
-    with open(output, "w") as fh:
-        json.dump(metrics, fh, indent=2)
-    print(f"wrote {output}", file=sys.stderr)
+    output = output or os.path.join(model_dir or saved_model, METRICS_FILE)
+    write_json(output, metrics)
+    logger.info("wrote %s", output)
     return metrics

@@ -1,18 +1,62 @@
 """Raw features → DeepFM fields, all derived from the feature spec.
 
-Every field yields three things for a `[batch, list]` of candidates: a field embedding `[b, l, k]`
-(the FM's and the DNN's shared input), a first-order term `[b, l]` and dense inputs `[b, l, d]`
-(numerics and vectors also reach the DNN as values). Vocabularies and normalisation moments are
-constants of the layers, so the served graph takes raw strings and raw numbers.
+A field layer stands for m FM fields: one per categorical, cross and numeric, one per DIMENSION of
+a vector (so the FM interacts every pair of numbers, x_i·x_j·<v_i, v_j>). For a `[batch, list]` of
+candidates it yields a FieldOutput: the sum of its m field embeddings `[b, l, k]` and the sum of
+their squared norms `[b, l]` (all the FM needs: Σ_{i<j} <e_i, e_j> = ½(|Σ e|² − Σ |e|²); for a
+vector, x @ V and x² @ |V|², never the `[b, l, n, k]` embeddings themselves), a first-order term
+`[b, l]` and DNN inputs `[b, l, d]`. The DNN reads categorical embeddings but numbers as values:
+the embedding x·v of a number is linear in x, so feeding it to the DNN's first (linear) layer
+besides x adds nothing but width.
+
+Numbers go through a robust transform (Qin et al. 2021): optionally signed log1p, standardisation
+with moments of the transformed training values, clipping to ±CLIP. Vocabularies, moments and the
+transform are constants of the layers, so the served graph takes raw strings and raw numbers.
 """
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 from ranker.errors import RankerError
 from ranker.features import spec as fs
+from ranker.models.config import NUMERIC_TRANSFORMS  # noqa: F401 (re-exported)
+
+LOG1P, STANDARD = NUMERIC_TRANSFORMS
+CLIP = 5.0  # standardised numbers are clipped to [-CLIP, CLIP]
+CROSS_SEPARATOR = "\x1f"  # joins a cross's component strings (ASCII unit separator)
+
+
+class FieldOutput(NamedTuple):
+    fm_sum: tf.Tensor  # Σ of the field embeddings `[b, l, k]`
+    fm_square: tf.Tensor  # Σ of their squared norms `[b, l]`
+    first_order: tf.Tensor  # `[b, l]`
+    dnn_input: tf.Tensor  # `[b, l, d]`
+
+
+def signed_log1p(x):
+    """sign(x)·log1p(|x|), on numpy arrays or tensors."""
+    if isinstance(x, np.ndarray):
+        return np.sign(x) * np.log1p(np.abs(x))
+    return tf.sign(x) * tf.math.log1p(tf.abs(x))
+
+
+def pre_standardise(x, transform: str):
+    """The part of a numeric transform before standardisation (its moments are taken after it)."""
+    return signed_log1p(x) if transform == LOG1P else x
+
+
+def transform_moments(moments: dict, name: str, transform: str) -> dict:
+    """{"mean", "std"} of a feature's transformed values (see data.feature_moments); {} without any."""
+    stats = moments.get(name)
+    if not stats or transform == STANDARD:
+        return stats or {}
+    if transform not in stats:
+        raise RankerError(f"moments of {name!r} lack the {transform!r} transform; retrain the model")
+    return stats[transform]
 
 
 def vocabulary(spec: fs.FeatureSpec, feature) -> list[str]:
@@ -52,7 +96,9 @@ class CategoricalField(tf.keras.layers.Layer):
 
     def call(self, value):
         ids = self.to_id(value)
-        return self.embedding(ids), tf.squeeze(self.weight(ids), -1), None
+        embedding = self.embedding(ids)
+        return FieldOutput(embedding, tf.reduce_sum(tf.square(embedding), -1),
+                           tf.squeeze(self.weight(ids), -1), embedding)
 
 
 class IntegerField(CategoricalField):
@@ -63,50 +109,78 @@ class IntegerField(CategoricalField):
         self.to_id = lambda value: tf.clip_by_value(tf.cast(value, tf.int32), 0, num_buckets)
 
 
-class NumericField(tf.keras.layers.Layer):
-    """A standardised number: scales a learned field vector (FM), a weight, and a DNN input."""
+class CrossField(CategoricalField):
+    """A hashed cross: the components' raw strings joined by CROSS_SEPARATOR (so ("a", "bc") and
+    ("ab", "c") differ, and so do swapped components), hashed into an embedding and a weight."""
 
-    def __init__(self, name: str, embedding_dim: int, mean: float = 0.0, std: float = 1.0, **kwargs):
-        super().__init__(name=f"field_{name}", **kwargs)
-        self.mean, self.std = float(mean), float(std) or 1.0
-        self.vector = self.add_weight(name="vector", shape=[embedding_dim],
-                                      initializer=tf.keras.initializers.RandomNormal(stddev=0.05))
-        self.weight = self.add_weight(name="weight", shape=[], initializer="zeros")
+    def __init__(self, cross: fs.Cross, embedding_dim: int, **kwargs):
+        super().__init__(cross.name, embedding_dim, hash_buckets=cross.hash_buckets, **kwargs)
 
-    def call(self, value):
-        x = (tf.cast(value, tf.float32) - self.mean) / self.std
-        return x[..., None] * self.vector, self.weight * x, x[..., None]
+    def call(self, components):
+        return super().call(tf.strings.join(list(components), separator=CROSS_SEPARATOR))
+
+    def ids(self, components) -> tf.Tensor:
+        """The hashed id of each joined tuple (for inspection and tests)."""
+        return self.to_id(tf.strings.join(list(components), separator=CROSS_SEPARATOR))
 
 
 class VectorField(tf.keras.layers.Layer):
-    """A fixed-length vector: projected to a field embedding (FM), a linear term, and DNN inputs."""
+    """A fixed-length vector `[b, l, n]`: one FM field per dimension, x_i·v_i with V `[n, k]`, a
+    first-order weight per dimension, and the transformed values as DNN inputs."""
 
-    def __init__(self, name: str, embedding_dim: int, length: int, mean=None, std=None, **kwargs):
+    def __init__(self, name: str, embedding_dim: int, length: int, mean=None, std=None,
+                 transform: str = LOG1P, **kwargs):
         super().__init__(name=f"field_{name}", **kwargs)
-        self.mean = tf.constant(mean if mean is not None else [0.0] * length, tf.float32)
-        safe_std = [s if s > 0 else 1.0 for s in (std if std is not None else [1.0] * length)]
-        self.std = tf.constant(safe_std, tf.float32)
-        self.project = tf.keras.layers.Dense(embedding_dim, use_bias=False)
-        self.linear = tf.keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")
+        self.transform = transform
+        self.mean = tf.constant(np.broadcast_to(0.0 if mean is None else mean, [length]), tf.float32)
+        std = np.broadcast_to(1.0 if std is None else std, [length]).astype(np.float64)
+        self.std = tf.constant(np.where(std > 0, std, 1.0), tf.float32)
+        self.vectors = self.add_weight(name="vectors", shape=[length, embedding_dim],
+                                       initializer=tf.keras.initializers.RandomNormal(stddev=0.05))
+        self.linear = self.add_weight(name="weights", shape=[length], initializer="zeros")
+
+    def standardised(self, value) -> tf.Tensor:
+        x = pre_standardise(tf.cast(value, tf.float32), self.transform)
+        return tf.clip_by_value((x - self.mean) / self.std, -CLIP, CLIP)
+
+    def embeddings(self, value) -> tf.Tensor:
+        """The n field embeddings x_i·v_i `[b, l, n, k]` (call uses only their sums)."""
+        return self.standardised(value)[..., None] * self.vectors
 
     def call(self, value):
-        x = (tf.cast(value, tf.float32) - self.mean) / self.std
-        return self.project(x), tf.squeeze(self.linear(x), -1), x
+        x = self.standardised(value)
+        squared_norms = tf.reduce_sum(tf.square(self.vectors), -1)
+        return FieldOutput(tf.tensordot(x, self.vectors, 1), tf.tensordot(tf.square(x), squared_norms, 1),
+                           tf.tensordot(x, self.linear, 1), x)
 
 
-def build_fields(spec: fs.FeatureSpec, embedding_dim: int, moments: dict) -> dict[str, tf.keras.layers.Layer]:
-    """One field layer per declared feature (context and item), keyed by feature name."""
+class NumericField(VectorField):
+    """A single number `[b, l]`: a vector field of length 1."""
+
+    def __init__(self, name: str, embedding_dim: int, mean: float = 0.0, std: float = 1.0,
+                 transform: str = LOG1P, **kwargs):
+        super().__init__(name, embedding_dim, 1, mean, std, transform, **kwargs)
+
+    def call(self, value):
+        return super().call(tf.expand_dims(value, -1))
+
+
+def build_fields(spec: fs.FeatureSpec, embedding_dim: int, moments: dict,
+                 transform: str = LOG1P) -> dict[str, tf.keras.layers.Layer]:
+    """One field layer per declared feature (context and item) and per cross, keyed by name."""
     fields = {}
     for feature in spec.features:
         dim = embedding_dim  # one size for all fields: the FM takes dot products between them
-        stats = moments.get(feature.name, {})
+        stats = transform_moments(moments, feature.name, transform)
         if feature.kind == fs.CATEGORICAL:
             vocab = None if feature.hash_buckets else vocabulary(spec, feature)
             fields[feature.name] = CategoricalField(feature.name, dim, vocab, feature.hash_buckets)
         elif feature.kind == fs.NUMERIC:
             fields[feature.name] = NumericField(feature.name, dim, stats.get("mean", 0.0),
-                                                stats.get("std", 1.0))
+                                                stats.get("std", 1.0), transform)
         else:
             fields[feature.name] = VectorField(feature.name, dim, feature.length, stats.get("mean"),
-                                               stats.get("std"))
+                                               stats.get("std"), transform)
+    for cross in spec.crosses:
+        fields[cross.name] = CrossField(cross, embedding_dim)
     return fields

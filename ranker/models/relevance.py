@@ -1,17 +1,27 @@
 """The relevance tower: DeepFM over the spec's fields. The only part of the model that is served.
 
-logit = bias + Σ first-order terms + FM(field embeddings) + DNN(field embeddings ⊕ dense values).
+logit = bias + Σ first-order terms + FM(field embeddings) + DNN(categorical embeddings ⊕ numbers).
+Every number and every dimension of a vector is its own FM field; declared crosses are fields too.
 In the `position-feature` baseline (Rules of ML #36) position and device are two more fields; at
 inference they are absent and replaced by fixed values (position 1, unknown device).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 
 from ranker.features import spec as fs
 from ranker.models import inputs
+from ranker.models.config import ModelConfig
 
 SERVING_POSITION = 1  # the fixed position the position-feature baseline is scored at
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+
+
+def factorization_machine_from_sums(fm_sum: tf.Tensor, fm_square: tf.Tensor) -> tf.Tensor:
+    """The same FM term from Σ e `[..., k]` and Σ |e|² `[...]` over all fields."""
+    return 0.5 * (tf.reduce_sum(tf.square(fm_sum), axis=-1) - fm_square)
 
 
 def factorization_machine(embeddings: tf.Tensor) -> tf.Tensor:
@@ -25,24 +35,40 @@ class RelevanceTower(tf.keras.layers.Layer):
     """DeepFM: features dict (`[b]` context, `[b, l]` item tensors) → relevance logits `[b, l]`."""
 
     def __init__(self, spec: fs.FeatureSpec, embedding_dim: int, hidden_units, moments: dict,
-                 position_buckets: int = 0, device_vocabulary: list[str] | None = None, **kwargs):
+                 position_buckets: int = 0, device_vocabulary: list[str] | None = None,
+                 numeric_transform: str = _DEFAULTS["numeric_transform"],
+                 dnn_dropout: float = _DEFAULTS["dnn_dropout"], dnn_norm: str = _DEFAULTS["dnn_norm"],
+                 **kwargs):
         super().__init__(name="relevance_tower", **kwargs)
         self.spec = spec
-        self.fields = inputs.build_fields(spec, embedding_dim, moments)
+        self.fields = inputs.build_fields(spec, embedding_dim, moments, numeric_transform)
         self.position_field = (inputs.IntegerField(fs.POSITION, embedding_dim, position_buckets)
                                if position_buckets else None)
         self.device_field = (inputs.CategoricalField(fs.DEVICE, embedding_dim, device_vocabulary)
                              if device_vocabulary is not None else None)
-        self.dnn = tf.keras.Sequential(
-            [tf.keras.layers.Dense(units, activation="relu") for units in hidden_units]
-            + [tf.keras.layers.Dense(1)], name="dnn")
+        layers = [tf.keras.layers.LayerNormalization()] if dnn_norm == "layer" else []
+        for units in hidden_units:
+            layers.append(tf.keras.layers.Dense(units, activation="relu"))
+            if dnn_dropout:
+                layers.append(tf.keras.layers.Dropout(dnn_dropout))
+        self.dnn = tf.keras.Sequential(layers + [tf.keras.layers.Dense(1)], name="dnn")
         self.global_bias = self.add_weight(name="global_bias", shape=[], initializer="zeros")
+
+    @classmethod
+    def for_config(cls, spec: fs.FeatureSpec, config: ModelConfig, **kwargs) -> "RelevanceTower":
+        """The tower a ModelConfig describes (`kwargs`: position_buckets, device_vocabulary)."""
+        return cls(spec, config.embedding_dim, config.hidden_units, config.moments,
+                   numeric_transform=config.numeric_transform, dnn_dropout=config.dnn_dropout,
+                   dnn_norm=config.dnn_norm, **kwargs)
 
     def _field_inputs(self, features: dict, list_size: tf.Tensor, batch: tf.Tensor):
         for feature in self.spec.features:
             item_rank = 3 if feature.kind == fs.VECTOR else 2
             value = inputs.broadcast_to_list(features[feature.name], list_size, item_rank)
             yield self.fields[feature.name], value
+        for cross in self.spec.crosses:
+            yield self.fields[cross.name], [inputs.broadcast_to_list(features[name], list_size, 2)
+                                            for name in cross.features]
         if self.position_field is not None:
             default = tf.fill([batch, list_size], tf.constant(SERVING_POSITION, tf.int64))
             yield self.position_field, features.get(fs.POSITION, default)
@@ -50,22 +76,15 @@ class RelevanceTower(tf.keras.layers.Layer):
             device = features.get(fs.DEVICE, tf.fill([batch], ""))
             yield self.device_field, inputs.broadcast_to_list(device, list_size, 2)
 
-    def call(self, features: dict) -> tf.Tensor:
+    def call(self, features: dict, training=None) -> tf.Tensor:
         shape = tf.shape(self._any_item_tensor(features))
         batch, list_size = shape[0], shape[1]
-        embeddings, first_order, dense = [], [], []
-        for field, value in self._field_inputs(features, list_size, batch):
-            embedding, linear, values = field(value)
-            embeddings.append(embedding)
-            first_order.append(linear)
-            if values is not None:
-                dense.append(values)
-        stacked = tf.stack(embeddings, axis=-2)  # [b, l, fields, k]
-        flat = tf.reshape(stacked, tf.concat([shape[:2], [-1]], axis=0))
-        flat.set_shape([None, None, len(embeddings) * stacked.shape[-1]])
-        dnn_in = tf.concat([flat] + dense, axis=-1)
-        deep = tf.squeeze(self.dnn(dnn_in), -1)
-        return self.global_bias + tf.add_n(first_order) + factorization_machine(stacked) + deep
+        outputs = [field(value) for field, value in self._field_inputs(features, list_size, batch)]
+        fm = factorization_machine_from_sums(tf.add_n([o.fm_sum for o in outputs]),
+                                             tf.add_n([o.fm_square for o in outputs]))
+        dnn_input = tf.concat([o.dnn_input for o in outputs], axis=-1)
+        deep = tf.squeeze(self.dnn(dnn_input, training=training), -1)
+        return self.global_bias + tf.add_n([o.first_order for o in outputs]) + fm + deep
 
     def _any_item_tensor(self, features: dict) -> tf.Tensor:
         """The `[b, l]` reference shape: an item feature (or, without any, the list mask)."""

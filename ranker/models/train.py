@@ -1,207 +1,293 @@
-"""`ranker train`: one variant on `preprocess` output, with checkpoints, resume and TensorBoard."""
+"""`ranker train`: one variant on `preprocess` output, with a step budget, early stopping on held-out
+click log-loss, checkpoints, resume and TensorBoard.
+
+Epochs: `epochs` is the maximum; without it, schedule.plan_epochs gives small data at least
+`min_steps` optimizer steps. With an eval split (training on `train`) and `patience` > 0, training
+stops after `patience` epochs without a lower eval click log-loss (pointwise BCE of the variant's
+full click model, whatever the training loss), and the best epoch is what `load_trained` restores.
+Without an eval split (e.g. the oracle on `judged`) every epoch of the plan runs.
+
+An existing model dir is resumed only with the same flags and data (resume.py; `restart` trains
+afresh). A loss or weights that stop being finite end training with a RankerError before that
+epoch is checkpointed (checkpoints.FiniteGuard); train_summary.json is then not written.
+"""
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
+import logging
 import math
 import os
-import shutil
 import sys
 import time
 
 import tensorflow as tf
 
+from ranker.artifacts import EVAL, JUDGED, RECORD_GLOB, STATS_FILE, TRAIN, TRAIN_SUMMARY, write_json
 from ranker.errors import RankerError
-from ranker.models import data, distribute
-from ranker.models.config import ModelConfig, copy_spec_into, model_spec
+from ranker.features import spec as fs
+from ranker.models import data, distribute, ips, resume, schedule
+from ranker.models.checkpoints import (  # noqa: F401  (re-exported: tests and other modules use them)
+    BACKUP_DIR, BACKUP_EVERY, BEST_DIR, CHECKPOINT_DIR, STOPPING_FILE, TENSORBOARD_DIR, BestCheckpoint,
+    EpochCheckpoint, FiniteGuard, backup_position, best_epoch, checkpoint_manager, drop_stale_backup,
+    first_line, load_trained, read_stopping, restore, should_stop)
+from ranker.models.config import CONFIG_FILE, ModelConfig, copy_spec_into, model_spec
+from ranker.models.schedule import build  # noqa: F401  (re-exported)
 from ranker.models.two_tower import RankingModel
 
-CHECKPOINT_DIR = "checkpoints"
-BACKUP_DIR = "backup"  # BackupAndRestore's mid-epoch state; deleted when fit completes
-BACKUP_EVERY = 100  # batches between mid-epoch backups
+logger = logging.getLogger(__name__)
+
+_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
+_DERIVED = {"train_list_size", "max_relevance", "moments", "steps_per_epoch", "propensities",
+            "propensity_source"}
 
 
-def _new_config(data_dir: str, spec, **overrides) -> ModelConfig:
-    config = ModelConfig(**overrides)
-    config.train_list_size = data.click_list_size(data_dir, spec)
-    sample = data.dataset(data_dir, "train", spec, config.train_list_size, config.batch_size)
+def check_split(data_dir: str, split: str, variant: str, spec) -> None:
+    """Refuses a split that does not exist, clicks-less `judged` for click variants, and the
+    oracle on a split without relevance labels, and an empty split."""
+    if not data.has_split(data_dir, split):
+        raise RankerError(f"{data_dir}: no split {split!r} (no {split}/{RECORD_GLOB})")
+    if data.num_lists(data_dir, split) == 0:
+        raise RankerError(f"{data_dir}: split {split!r} holds no lists; nothing to train on")
+    if split == JUDGED and variant != "oracle":
+        raise RankerError(f"--split {JUDGED} holds no clicks; only --variant oracle trains on it")
+    if variant == "oracle":
+        list_size = spec.max_list_size
+        batch = next(iter(data.dataset(data_dir, split, spec, list_size, 256)))
+        if not bool(tf.reduce_any(batch[fs.MASK] & (batch[fs.RELEVANCE] >= 0))):
+            raise RankerError(f"--variant oracle needs relevance labels; split {split!r} has none")
+
+
+def _new_config(data_dir: str, spec, options: dict, epochs: int | None) -> ModelConfig:
+    """The config of a fresh model dir (data_fingerprint is set by the caller)."""
+    config = ModelConfig(**options)
+    config.train_list_size = (spec.max_list_size if config.split == JUDGED
+                              else data.click_list_size(data_dir, spec))
+    sample = data.dataset(data_dir, config.split, spec, config.train_list_size, config.batch_size)
     config.moments = data.feature_moments(sample, spec)
+    _check_moments(config.moments, data_dir, config.split)
     config.max_relevance = data.max_relevance(data_dir)
+    config.steps_per_epoch = math.ceil(data.num_lists(data_dir, config.split) / config.batch_size)
+    config.epochs = schedule.plan_epochs(config.steps_per_epoch, epochs, config.min_steps)
     return config
 
 
-def _prepare(model_dir: str, data_dir: str, overrides: dict) -> tuple[ModelConfig, object]:
+def _check_moments(moments: dict, data_dir: str, split: str) -> None:
+    """NaN or values beyond float32 in the data make every loss NaN: refused up front."""
+    bad = [name for name, m in sorted(moments.items())
+           if not all(math.isfinite(v) for v in _numbers(m))]
+    if bad:
+        raise RankerError(f"{data_dir}/{split}: feature(s) {bad} hold NaN or values beyond float32;"
+                          " fix the logs or drop the feature from the spec")
+
+
+def _numbers(value) -> list[float]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _numbers(v)]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _numbers(v)]
+    return [float(value)]
+
+
+def _with_propensities(data_dir: str, options: dict, propensity_file: str | None) -> dict:
+    if options["variant"] == "ips":
+        options = dict(options)
+        options["propensities"], options["propensity_source"] = ips.load_propensities(data_dir, propensity_file)
+    elif propensity_file:
+        raise RankerError("--propensities is for --variant ips only")
+    return options
+
+
+def _prepare(model_dir: str, data_dir: str, options: dict, epochs: int | None,
+             propensity_file: str | None, restart: bool = False) -> tuple[ModelConfig, object]:
     """A fresh model dir gets config + spec copy; an existing one is resumed if it matches."""
+    if restart:
+        resume.restart(model_dir)
     os.makedirs(model_dir, exist_ok=True)
-    if os.path.exists(os.path.join(model_dir, "model_config.json")):
-        config = ModelConfig.load(model_dir)
-        if config.variant != overrides["variant"]:
-            raise RankerError(f"{model_dir} holds a {config.variant!r} model, not {overrides['variant']!r};"
-                              " use another --model-dir")
-        config.epochs = overrides["epochs"]
-        return config, model_spec(model_dir)
-    spec = copy_spec_into(model_dir, data.data_spec(data_dir))
-    config = _new_config(data_dir, spec, **overrides)
+    data_spec = data.data_spec(data_dir)
+    if not os.path.exists(os.path.join(data_dir, STATS_FILE)):
+        raise RankerError(f"{data_dir}: no {STATS_FILE}, so the `ranker preprocess` run that wrote it did"
+                          " not finish; run it again")
+    options = _with_propensities(data_dir, options, propensity_file)
+    if os.path.exists(os.path.join(model_dir, CONFIG_FILE)):
+        return _resumed(model_dir, data_dir, data_spec, options, epochs)
+    check_split(data_dir, options.get("split", TRAIN), options["variant"], data_spec)
+    spec = copy_spec_into(model_dir, data_spec)
+    config = _new_config(data_dir, spec, options, epochs)
+    config.data_fingerprint = resume.data_fingerprint(data_dir, data_spec)
     config.save(model_dir)
     return config, spec
 
 
-class EpochCheckpoint(tf.keras.callbacks.Callback):
-    """Saves model and optimizer after every epoch, numbered by epochs done.
-
-    Every worker saves (variables are read collectively) but only the chief's copy stays: `after`
-    deletes a worker's throw-away copy.
-    """
-
-    def __init__(self, manager: tf.train.CheckpointManager, after=None):
-        super().__init__()
-        self.manager = manager
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.manager.save(checkpoint_number=epoch + 1)
-        if self.after is not None:
-            self.after()
-
-
-def build(config: ModelConfig, spec) -> RankingModel:
-    model = RankingModel(config, spec)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    return model
-
-
-def checkpoint_manager(model: RankingModel, model_dir: str, max_to_keep: int = 3,
-                       directory: str | None = None):
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    return tf.train.CheckpointManager(checkpoint, directory or os.path.join(model_dir, CHECKPOINT_DIR),
-                                      max_to_keep=max_to_keep)
-
-
-def restore(model: RankingModel, model_dir: str, optimizer_too: bool = False) -> int:
-    """Restores the latest checkpoint; returns the number of epochs it had completed (0: none)."""
-    manager = checkpoint_manager(model, model_dir)
-    if manager.latest_checkpoint is None:
-        return 0
-    status = manager.checkpoint.restore(manager.latest_checkpoint)
-    if not optimizer_too:
-        status.expect_partial()
-    return int(manager.latest_checkpoint.rsplit("-", 1)[-1])
-
-
-def load_trained(model_dir: str) -> tuple[RankingModel, ModelConfig, object]:
-    """The trained model of a model dir (for evaluate and export)."""
-    config = ModelConfig.load(model_dir)
-    spec = model_spec(model_dir)
-    model = build(config, spec)
-    if restore(model, model_dir) == 0:
-        raise RankerError(f"{model_dir}: no checkpoint yet; run `ranker train` first")
-    return model, config, spec
-
-
-def backup_position(backup_dir: str) -> tuple[int, int] | None:
-    """(epoch, batch), both 0-based, of the last mid-epoch backup; None without one."""
-    folder = os.path.join(backup_dir, "chief")  # where Keras's BackupAndRestore keeps it
-    latest = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
-    if latest is None:
-        return None
-    try:
-        return (int(tf.train.load_variable(latest, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")),
-                int(tf.train.load_variable(latest, "ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE")))
-    except (tf.errors.OpError, ValueError):  # not a backup, or one being written
-        return None
-
-
-def _drop_stale_backup(model_dir: str) -> None:
-    """A backup older than the last epoch checkpoint (killed after an epoch ended, before the
-    next backup) would roll training back: delete it."""
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
-    position = backup_position(os.path.join(model_dir, BACKUP_DIR))
-    if latest and position and position[0] < int(latest.rsplit("-", 1)[-1]):
-        shutil.rmtree(os.path.join(model_dir, BACKUP_DIR), ignore_errors=True)
+def _resumed(model_dir: str, data_dir: str, data_spec, options: dict, epochs: int | None):
+    """The stored config and spec, once flags and data are checked against them; a new epoch
+    budget (epochs, min_steps, patience) is taken and saved."""
+    config, spec = ModelConfig.load(model_dir), model_spec(model_dir)
+    resume.check_same_flags(model_dir, config, {k: v for k, v in options.items() if k != "propensity_source"})
+    resume.check_same_data(model_dir, config, data_dir, data_spec, spec)
+    check_split(data_dir, config.split, config.variant, spec)
+    replan = resume.apply_budget(config, options) or epochs is not None
+    if replan:
+        config.epochs = schedule.plan_epochs(config.steps_per_epoch, epochs, config.min_steps)
+        config.save(model_dir)
+    return config, spec
 
 
 def _built(config: ModelConfig, spec, data_dir: str) -> RankingModel:
     """Model and optimizer variables created now, so the two restores (epoch checkpoint, then
     BackupAndRestore's at fit start) apply at once and in that order, not deferred."""
     model = build(config, spec)
-    model(next(iter(data.dataset(data_dir, "train", spec, config.train_list_size, 2))))
-    model.optimizer.build(model.trainable_variables)
+    model(next(iter(data.dataset(data_dir, config.split, spec, config.train_list_size, 2))))
+    model.build_optimizers()
     return model
 
 
 def _loader(config: ModelConfig, data_dir: str, spec, seed: int):
-    """(train batches, eval batches or None, train steps per epoch)."""
-    steps = math.ceil(data.num_lists(data_dir, "train") / config.batch_size)
-    train_ds = data.dataset(data_dir, "train", spec, config.train_list_size, config.batch_size,
+    """(train batches, eval batches or None): eval only when training on `train` beside one."""
+    steps = config.steps_per_epoch
+    train_ds = data.dataset(data_dir, config.split, spec, config.train_list_size, config.batch_size,
                             shuffle=True, seed=seed, cache=True)
     # A known length lets fit resume mid-epoch; every worker sees the same global batches.
     train_ds = distribute.shard_options(train_ds.apply(tf.data.experimental.assert_cardinality(steps)))
     eval_ds = None
-    if data.has_split(data_dir, "eval"):
+    if config.split == TRAIN and data.has_split(data_dir, EVAL) and data.num_lists(data_dir, EVAL):
         eval_ds = distribute.shard_options(data.dataset(
-            data_dir, "eval", spec, config.train_list_size, config.batch_size, cache=True))
-    return train_ds, eval_ds, steps
+            data_dir, EVAL, spec, config.train_list_size, config.batch_size, cache=True))
+    return train_ds, eval_ds
 
 
-def train(data_dir: str, model_dir: str, variant: str = "additive", epochs: int = 5,
-          batch_size: int = 128, seed: int = 0, position_dropout: float = 0.1,
-          bias_dropout: float = 0.0, loss: str = "pointwise", learning_rate: float = 3e-3,
-          verbose: int = 1, strategy: str = "default", backup_every: int = BACKUP_EVERY) -> dict:
-    overrides = dict(variant=variant, epochs=epochs, batch_size=batch_size, seed=seed,
-                     position_dropout=position_dropout, bias_dropout=bias_dropout, loss=loss,
-                     learning_rate=learning_rate)
-    if epochs < 1 or batch_size < 1 or backup_every < 0:
-        raise RankerError("--epochs and --batch-size must be positive, --backup-every not negative")
-    dist = distribute.make_strategy(strategy)  # first: multi-worker configures the TF runtime
-    chief = distribute.is_chief(dist)
-    tf.keras.utils.set_random_seed(seed)
-    if chief:
-        config, spec = _prepare(model_dir, data_dir, overrides)
-        _drop_stale_backup(model_dir)
-    distribute.barrier(dist)  # workers read the model dir only once the chief has written it
-    if not chief:
-        config, spec = ModelConfig.load(model_dir), model_spec(model_dir)
-        config.epochs = epochs
-    train_ds, eval_ds, steps = _loader(config, data_dir, spec, seed)
-    with dist.scope():
-        model = _built(config, spec, data_dir)
-    checkpoints = os.path.join(model_dir, CHECKPOINT_DIR)
+def _callbacks(model, model_dir: str, dist, config: ModelConfig, history: list, stopping: bool,
+               backup_every: int) -> list:
+    checkpoints, best = os.path.join(model_dir, CHECKPOINT_DIR), os.path.join(model_dir, BEST_DIR)
     manager = checkpoint_manager(model, model_dir, directory=distribute.write_dir(checkpoints, dist))
-    initial_epoch = restore(model, model_dir, optimizer_too=True)  # every worker reads the chief's
-    if initial_epoch:
-        print(f"resuming {model_dir} after epoch {initial_epoch}", file=sys.stderr)
-    backup = backup_position(os.path.join(model_dir, BACKUP_DIR)) if initial_epoch < config.epochs else None
-    if backup:
-        print(f"resuming {model_dir} from its backup in epoch {backup[0] + 1}, batch {backup[1] + 1}",
-              file=sys.stderr)
     # Keras writes TensorBoard logs and backups of non-chief workers to temporary dirs itself.
-    callbacks = [EpochCheckpoint(manager, after=lambda: distribute.discard(checkpoints, dist)),
-                 tf.keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), profile_batch=0)]
+    # FiniteGuard first: it raises before any checkpoint of a diverged epoch is written
+    callbacks = [FiniteGuard(), EpochCheckpoint(manager, after=lambda: distribute.discard(checkpoints, dist)),
+                 tf.keras.callbacks.TensorBoard(os.path.join(model_dir, TENSORBOARD_DIR), profile_batch=0)]
+    if stopping:
+        best_manager = checkpoint_manager(model, model_dir, max_to_keep=1,
+                                          directory=distribute.write_dir(best, dist))
+        state = os.path.join(model_dir, STOPPING_FILE) if distribute.is_chief(dist) else None
+        callbacks.append(BestCheckpoint(best_manager, state, config.patience, history,
+                                        after=lambda: distribute.discard(best, dist)))
     if backup_every:
         callbacks.append(tf.keras.callbacks.BackupAndRestore(os.path.join(model_dir, BACKUP_DIR),
                                                              save_freq=backup_every))
-    started = time.time()
-    history = {}
-    if initial_epoch < config.epochs:
-        with contextlib.redirect_stdout(sys.stderr):  # progress to stderr, JSON result to stdout
-            fit = model.fit(train_ds, validation_data=eval_ds, epochs=config.epochs,
-                            steps_per_epoch=steps, initial_epoch=initial_epoch,
-                            callbacks=callbacks, verbose=verbose)
-        history = {k: [round(float(v), 5) for v in vs] for k, vs in fit.history.items()}
-    summary = {
+    return callbacks
+
+
+def _options(variant: str, loss: str | None, options: dict) -> dict:
+    unknown = sorted(set(options) - _FIELDS | (set(options) & _DERIVED))
+    if unknown:
+        raise RankerError(f"train: unknown option(s) {unknown}")
+    loss = loss or ("listwise" if variant == "dla" else "pointwise")
+    return {**options, "variant": variant, "loss": loss}
+
+
+def train(data_dir: str, model_dir: str, variant: str = "additive", epochs: int | None = None,
+          loss: str | None = None, verbose: int = 1, strategy: str = "default",
+          backup_every: int = BACKUP_EVERY, propensities: str | None = None, restart: bool = False,
+          **options) -> dict:
+    """Trains `variant`; `options` are ModelConfig fields (batch_size, seed, learning_rate,
+    bias_learning_rate, min_steps, patience, lr_schedule, split, ips_clip, dropouts, sizes…).
+    `loss` defaults to listwise for dla, pointwise otherwise; `propensities` is a JSON file of
+    {device: [p1, p2, …]} for ips (default: the data dir's truth.json). An existing model dir is
+    resumed (same flags and data only); `restart` deletes its training outputs first."""
+    options = _options(variant, loss, options)
+    ModelConfig(**options)  # every flag range-checked before anything runs
+    if isinstance(backup_every, bool) or not isinstance(backup_every, int) or backup_every < 0:
+        raise RankerError(f"--backup-every must be an integer of at least 0, got {backup_every!r}")
+    dist = distribute.make_strategy(strategy)  # first: multi-worker configures the TF runtime
+    chief = distribute.is_chief(dist)
+    tf.keras.utils.set_random_seed(options.get("seed", 0))
+    if chief:
+        config, spec = _prepare(model_dir, data_dir, options, epochs, propensities, restart)
+        drop_stale_backup(model_dir)
+    distribute.barrier(dist)  # workers read the model dir only once the chief has written it
+    if not chief:
+        config, spec = ModelConfig.load(model_dir), model_spec(model_dir)
+        if epochs is not None:
+            config.epochs = schedule.plan_epochs(config.steps_per_epoch, epochs, config.min_steps)
+    train_ds, eval_ds = _loader(config, data_dir, spec, config.seed)
+    with dist.scope():
+        model = _built(config, spec, data_dir)
+    initial_epoch = restore(model, model_dir, optimizer_too=True)  # every worker reads the chief's
+    stopping = eval_ds is not None and config.patience > 0
+    history = read_stopping(model_dir, initial_epoch) if stopping else []
+    summary = _fit(model, config, model_dir, dist, train_ds, eval_ds, initial_epoch, history,
+                   stopping, verbose, backup_every)
+    summary.update(data_dir=os.path.abspath(data_dir), strategy=strategy)
+    if stopping:
+        restore(model, model_dir, best=True)
+    reference_ds = data.dataset(data_dir, EVAL if eval_ds is not None else config.split, spec,
+                                config.train_list_size, config.batch_size)
+    reference = model.reference_logit(reference_ds)
+    summary["propensity_reference_logit"] = None if reference is None else round(reference, 5)
+    summary["propensity"] = model.propensity(config.train_list_size, reference)
+    if chief:
+        write_json(os.path.join(model_dir, TRAIN_SUMMARY), summary)
+    return summary
+
+
+class _QuietKeras(logging.Filter):
+    """Drops Keras's "Callback method `on_train_batch_end` is slow compared to the batch time"
+    (a checkpoint or backup write beside a millisecond step: expected, not a problem)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is slow compared to the batch time" not in record.getMessage()
+
+
+def _run_fit(model, train_ds, **kwargs):
+    """model.fit with progress on stderr (the JSON result goes to stdout), the slow-callback
+    warning silenced, and unreadable records as one-line errors."""
+    quiet, tf_logger = _QuietKeras(), logging.getLogger("tensorflow")
+    tf_logger.addFilter(quiet)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return model.fit(train_ds, **kwargs)
+    except tf.errors.DataLossError as err:
+        raise RankerError(f"a record file of the data is corrupt or truncated ({first_line(err)})") from None
+    except tf.errors.InvalidArgumentError as err:
+        if "expected to contain" not in str(err):
+            raise
+        raise RankerError(f"the data holds fewer lists than {STATS_FILE} counts ({first_line(err)});"
+                          " run `ranker preprocess` again") from None
+    finally:
+        tf_logger.removeFilter(quiet)
+
+
+def _fit(model, config: ModelConfig, model_dir: str, dist, train_ds, eval_ds, initial_epoch: int,
+         history: list, stopping: bool, verbose: int, backup_every: int) -> dict:
+    """Runs (or resumes) fit; the summary of what ran."""
+    if initial_epoch:
+        logger.info("resuming %s after epoch %d", model_dir, initial_epoch)
+    done = initial_epoch >= config.epochs or (stopping and should_stop(history, config.patience))
+    backup = None if done else backup_position(os.path.join(model_dir, BACKUP_DIR))
+    if backup:
+        logger.info("resuming %s from its backup in epoch %d, batch %d", model_dir, backup[0] + 1, backup[1] + 1)
+    callbacks = _callbacks(model, model_dir, dist, config, history, stopping, backup_every)
+    started, fitted = time.time(), {}
+    if not done:
+        fit = _run_fit(model, train_ds, validation_data=eval_ds, epochs=config.epochs,
+                       steps_per_epoch=config.steps_per_epoch, initial_epoch=initial_epoch,
+                       callbacks=callbacks, verbose=verbose)
+        fitted = {k: [round(float(v), 5) if math.isfinite(v) else None for v in vs]
+                  for k, vs in fit.history.items()}
+    val = next((c.history for c in callbacks if isinstance(c, BestCheckpoint)), [])
+    return {
         "model_dir": model_dir,
-        "data_dir": os.path.abspath(data_dir),
         "variant": config.variant,
+        "loss": config.loss,
+        "split": config.split,
         "epochs": config.epochs,
-        "strategy": strategy,
+        "steps_per_epoch": config.steps_per_epoch,
+        "epochs_trained": initial_epoch + len(fitted.get("loss", [])),
+        "best_epoch": best_epoch(val) if stopping else None,
+        "stopped_early": bool(stopping and should_stop(val, config.patience) and len(val) < config.epochs),
+        "val_click_log_loss": val,
         "replicas": dist.num_replicas_in_sync,
         "resumed_from_epoch": initial_epoch,
         "resumed_from_backup": list(backup) if backup else None,
         "seconds": round(time.time() - started, 1),
-        "history": history,
-        "propensity": model.propensity(config.train_list_size, model.relevance_sample(train_ds)),
+        "history": fitted,
     }
-    if chief:
-        with open(os.path.join(model_dir, "train_summary.json"), "w") as fh:
-            json.dump(summary, fh, indent=2)
-    return summary

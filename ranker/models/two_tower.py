@@ -9,6 +9,14 @@ model knows which labels its variant learns from.
 | position-feature | … + position, device (#36)     | –          | clicks                   |
 | additive / pal   | item + context features        | yes        | clicks                   |
 | oracle           | item + context features        | –          | true relevance (gain)    |
+| ips              | item + context features        | known p    | clicks · min(1/p, clip)  |
+| dla              | item + context features        | learned p  | clicks, DLA's two losses |
+
+Two optimizers (schedule.optimizers): `optimizer` for the relevance tower, `bias_optimizer` for
+the bias tower (DLA's propensity table), each with its own learning rate. With a listwise loss
+the relevance scores are shift-invariant, so a scalar `click_offset`, trained on the pointwise
+click log-loss with the towers held fixed, calibrates the click model; the `click_log_loss`
+metric (pointwise BCE of the full click model) is what early stopping watches on the eval split.
 """
 from __future__ import annotations
 
@@ -16,7 +24,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from ranker.features import spec as fs
-from ranker.models import combine, inputs
+from ranker.models import combine, dla, inputs, ips
+from ranker.models import propensity as readoff
 from ranker.models.bias import BiasTower, bias_logit_dropout
 from ranker.models.config import ModelConfig
 from ranker.models.relevance import RelevanceTower
@@ -28,31 +37,53 @@ class RankingModel(tfrs.models.Model):
         self.config = config
         devices = inputs.vocabulary(spec, fs.DEVICE)
         position_feature = config.variant == "position-feature"
-        self.relevance_tower = RelevanceTower(
-            spec, config.embedding_dim, config.hidden_units, config.moments,
-            position_buckets=config.num_positions if position_feature else 0,
+        self.relevance_tower = RelevanceTower.for_config(
+            spec, config, position_buckets=config.num_positions if position_feature else 0,
             device_vocabulary=devices if position_feature else None)
-        self.bias_tower = (BiasTower(devices, config.num_positions, config.position_dropout)
-                           if config.has_bias_tower else None)
+        self.bias_tower = None
+        if config.has_bias_tower or config.variant == "dla":
+            dropout = config.position_dropout if config.has_bias_tower else 0.0
+            self.bias_tower = BiasTower(devices, config.num_positions, dropout)
+        self.known_propensity = (ips.KnownPropensity(config.propensities, devices, config.num_positions)
+                                 if config.variant == "ips" else None)
         self.combination = config.variant if config.has_bias_tower else combine.NONE
         self.devices = devices
+        self.click_offset = (self.add_weight(name="click_offset", shape=[], initializer="zeros")
+                             if config.loss == "listwise" else None)
+        self.click_log_loss = tf.keras.metrics.Mean(name="click_log_loss")
+        # the epoch mean of the training loss, as the progress bar shows it (TFRS reports the last
+        # batch's value, which Keras's History then records as the epoch's loss)
+        self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+        self.bias_optimizer = None  # set by schedule.build
 
     def call(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
-        """Relevance logits and, for two-tower variants, bias logits, each `[b, l]`."""
-        out = {"relevance": self.relevance_tower(features)}
+        """Relevance logits and, with a bias tower, bias logits (dla: q(k, d) − q(1, d)), `[b, l]`."""
+        out = {"relevance": self.relevance_tower(features, training=training)}
         if self.bias_tower is not None:
-            out["bias"] = self.bias_tower(features[fs.POSITION], features[fs.DEVICE], training=training)
+            position, device = features[fs.POSITION], features[fs.DEVICE]
+            out["bias"] = self.bias_tower(position, device, training=training)
+            if self.config.variant == "dla":
+                out["bias"] -= self.bias_tower(tf.ones_like(position), device, training=False)
         return out
 
-    def click_log_probs(self, features: dict, training: bool = False, logits: dict | None = None):
+    def click_log_probs(self, features: dict, training: bool = False, logits: dict | None = None,
+                        calibrated: bool = True):
         """(log p(click), log(1 − p(click))) of the full click model, `[b, l]` each; `logits` are
         this model's outputs for `features` when the caller already has them."""
         logits = logits if logits is not None else self(features, training=training)
+        relevance = logits["relevance"]
+        if calibrated and self.click_offset is not None:
+            relevance = relevance + self.click_offset
+        if self.known_propensity is not None:
+            log_exam = self.known_propensity(features[fs.POSITION], features[fs.DEVICE])
+            return combine.click_log_probs(relevance, log_exam, combine.PAL)
+        if self.config.variant == "dla":
+            return combine.click_log_probs(relevance, dla.log_examination(logits["bias"]), combine.PAL)
         bias = None
         if "bias" in logits:
             bias = combine.bias_term(logits["bias"], self.combination)
             bias = bias_logit_dropout(bias, self.config.bias_dropout, training)
-        return combine.click_log_probs(logits["relevance"], bias, self.combination)
+        return combine.click_log_probs(relevance, bias, self.combination)
 
     def labels_and_mask(self, features: dict) -> tuple[tf.Tensor, tf.Tensor]:
         """Clicks, or for the oracle the gain (2^r − 1)/(2^max − 1) of the true relevance."""
@@ -64,61 +95,94 @@ class RankingModel(tfrs.models.Model):
         clicked = tf.cast(features[fs.CLICKED], tf.float32)
         return clicked, features[fs.MASK] & (clicked >= 0)
 
-    def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
-        labels, mask = self.labels_and_mask(features)
-        log_p, log_1mp = self.click_log_probs(features, training=training)
-        if self.config.loss == "listwise":
+    def _training_loss(self, features: dict, labels, mask, logits: dict, training: bool) -> tf.Tensor:
+        config = self.config
+        if self.known_propensity is not None:
+            log_exam = self.known_propensity(features[fs.POSITION], features[fs.DEVICE])
+            return ips.ips_loss(labels, mask, logits["relevance"], log_exam, config.ips_clip, config.loss)
+        if config.variant == "dla":
+            ranking, examination = dla.dla_losses(labels, mask, logits["relevance"], logits["bias"],
+                                                  features[fs.POSITION], config.ips_clip)
+            return ranking + examination
+        log_p, log_1mp = self.click_log_probs(features, training, logits, calibrated=False)
+        if config.loss == "listwise":
             scores = combine.ranking_score(log_p, log_1mp, self.combination)
             return combine.listwise_loss(labels, scores, mask)
         return combine.pointwise_loss(labels, log_p, log_1mp, mask)
 
+    def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
+        """The variant's training loss (plus, with a click offset, its calibration loss); updates
+        the `click_log_loss` metric."""
+        labels, mask = self.labels_and_mask(features)
+        logits = self(features, training=training)
+        loss = self._training_loss(features, labels, mask, logits, training)
+        held = {k: tf.stop_gradient(v) for k, v in logits.items()}
+        log_p, log_1mp = self.click_log_probs(features, training, held)
+        click_loss = combine.pointwise_loss(labels, log_p, log_1mp, mask)
+        if self.click_offset is not None:
+            loss += click_loss  # reaches only the offset: the towers' logits are held
+        per_item = -(labels * log_p + (1.0 - labels) * log_1mp)
+        self.click_log_loss.update_state(tf.where(mask, per_item, 0.0), sample_weight=tf.cast(mask, tf.float32))
+        return loss
+
+    def variable_groups(self) -> tuple[list, list]:
+        """(variables of `optimizer`, variables of `bias_optimizer`)."""
+        bias = self.bias_tower.trainable_variables if self.bias_tower is not None else []
+        refs = {v.ref() for v in bias}
+        return [v for v in self.trainable_variables if v.ref() not in refs], bias
+
+    def build_optimizers(self) -> None:
+        main, bias = self.variable_groups()
+        self.optimizer.build(main)
+        if bias:
+            self.bias_optimizer.build(bias)
+
     def train_step(self, inputs):
-        """TFRS's step with the loss divided by the replica count: under tf.distribute Keras sums
-        replica outputs and the optimizer sums gradients, so this keeps both a global mean."""
+        """TFRS's step with the loss divided by the replica count (under tf.distribute the
+        optimizer sums the replicas' gradients, so this keeps a global mean), each tower's
+        gradients applied by its own optimizer; logs as `_logs` reports them."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        main, bias = self.variable_groups()
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True) / replicas
             regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses]) / replicas
             total_loss = loss + regularization_loss
-        gradients = tape.gradient(total_loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return {**{m.name: m.result() for m in self.metrics}, "loss": loss,
-                "regularization_loss": regularization_loss, "total_loss": total_loss}
+        gradients = tape.gradient(total_loss, main + bias)
+        pairs = [(g, v) for g, v in zip(gradients, main + bias) if g is not None]
+        refs = {v.ref() for v in bias}
+        self.optimizer.apply_gradients([(g, v) for g, v in pairs if v.ref() not in refs])
+        if bias:
+            self.bias_optimizer.apply_gradients([(g, v) for g, v in pairs if v.ref() in refs])
+        return self._logs(loss * replicas, regularization_loss)
 
     def test_step(self, inputs):
-        """Scaled like train_step, since Keras sums the replicas' evaluation outputs too."""
+        """The loss through the same epoch-mean tracker as train_step (val_loss)."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        loss = self.compute_loss(inputs, training=False) / replicas
+        loss = self.compute_loss(inputs, training=False)
         regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses]) / replicas
-        return {**{m.name: m.result() for m in self.metrics}, "loss": loss,
-                "regularization_loss": regularization_loss, "total_loss": loss + regularization_loss}
+        return self._logs(loss, regularization_loss)
 
-    def relevance_sample(self, ds, max_batches: int = 20) -> tf.Tensor | None:
-        """Relevance logits of shown items, the population the additive read-off averages over."""
-        if self.bias_tower is None:
-            return None
-        return tf.concat([tf.boolean_mask(self(b)["relevance"], b[fs.MASK]) for b in ds.take(max_batches)], 0)
+    def _logs(self, loss: tf.Tensor, regularization_loss: tf.Tensor) -> dict:
+        """Epoch means of the metrics and of the loss (one replica's loss, averaged over replicas
+        and batches by the metric's synchronisation, so Keras must not sum it); the regularization
+        loss (divided by the replicas: Keras sums raw outputs) only where a layer adds one (none
+        does today; it printed 0 in every progress line)."""
+        self.loss_tracker.update_state(loss)
+        logs = {m.name: m.result() for m in self.metrics}
+        if self.losses:
+            logs["regularization_loss"] = regularization_loss
+        return logs
 
-    def propensity(self, positions: int, relevance_sample: tf.Tensor | None = None) -> dict[str, list[float]]:
-        """Learned examination relative to position 1, per device (two-tower variants only).
+    def reference_logit(self, ds, max_batches: int = readoff.REFERENCE_BATCHES) -> float | None:
+        """The median relevance logit of the shown items of `ds` (the read-off's reference item)."""
+        return readoff.reference_logit(self, ds, max_batches)
 
-        pal: σ(b(k, d)) / σ(b(1, d)), the examination ratio itself. additive: the click-rate ratio
-        the model predicts for the same items shown at k instead of 1, mean σ(r + b(k, d)) / mean
-        σ(r + b(1, d)) over `relevance_sample` (relevance logits of logged items) — which is what
-        the examination ratio is under a PBM; without a sample, exp(b(k, d) − b(1, d)), the odds
-        ratio, which matches only while clicks are rare.
-        """
+    def propensity(self, positions: int, reference_logit: float | None = None) -> dict[str, list[float]]:
+        """Learned examination relative to position 1 per device, {device: [1.0, p2, …]}, read at
+        the reference item (propensity.py has the one definition); {} without a learned bias."""
         if self.bias_tower is None:
             return {}
-        curves = {}
-        for device in self.devices:
-            logits = self.bias_tower.curve(device, positions)
-            if self.combination == combine.PAL:
-                rate = tf.exp(tf.math.log_sigmoid(logits))
-            elif relevance_sample is not None:
-                sample = tf.reshape(tf.cast(relevance_sample, tf.float32), [-1, 1])
-                rate = tf.reduce_mean(tf.sigmoid(sample + logits[None, :]), axis=0)
-            else:
-                rate = tf.exp(logits)
-            curves[device] = [round(float(v), 4) for v in (rate / rate[0]).numpy()]
-        return curves
+        kind = readoff.DLA if self.config.variant == "dla" else self.combination
+        reference = readoff.resolve_reference(reference_logit)
+        return {device: readoff.examination_ratio(self.bias_tower.curve(device, positions), kind, reference)
+                for device in self.devices}

@@ -4,6 +4,7 @@
                           .dead_letter: dead-letter dicts (parse.dead_letter)
     GroupIntoLists      → .lists: (request_id, kind, [impression, …] ordered by position)
                           .dead_letter: list-level rejections (duplicate_position, …)
+                          .truncated: per truncated click list, how many impressions were cut
     SplitByRequestHash  → {"train": lists, "eval": lists, "judged": lists}
 
 Cost notes (per impression): the FnApiRunner decodes and re-encodes every value crossing a
@@ -26,15 +27,16 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
+from ranker.artifacts import DEAD_LETTER_DIR, EVAL, JUDGED, SPLITS, TRAIN
 from ranker.features import spec as fs
 from ranker.pipeline import parse
+from ranker.pipeline.order import order_list
 from ranker.pipeline.read import iter_raw_lines
 from ranker.pipeline.runtime import NAMESPACE, freeze_heap
 
-VALID, LISTS, DEAD_LETTER = "valid", "lists", "dead_letter"
-CLICKED_KIND, JUDGED_KIND = "clicked", "judged"
-TRAIN, EVAL, JUDGED = "train", "eval", "judged"
-SPLITS = (TRAIN, EVAL, JUDGED)
+VALID, LISTS, TRUNCATED = "valid", "lists", "truncated"
+DEAD_LETTER = DEAD_LETTER_DIR  # the output tag names the folder the dead letters are written to
+CLICKED_KIND, JUDGED_KIND = "clicked", JUDGED  # a judged list goes to the judged split
 DEFAULT_EVAL_FRACTION = 0.1
 
 
@@ -182,7 +184,9 @@ class _OrderListFn(beam.DoFn):
         located = [(source, line, None, impression)
                    for packed in fragments for source, line, impression in marshal.loads(packed)]
         located.sort(key=_input_order)
-        kept, dead = order_list(located, self._max_list_size)
+        kept, dead, truncated = order_list(located, self._max_list_size)
+        if truncated:
+            yield beam.pvalue.TaggedOutput(TRUNCATED, truncated)
         for letter in dead:
             self._counts.counts["dead_letter_" + letter["reason"]] += 1
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter)
@@ -198,40 +202,6 @@ class _OrderListFn(beam.DoFn):
 
 def _input_order(entry: tuple) -> tuple:
     return entry[3][fs.POSITION], entry[0], entry[1]
-
-
-def order_list(located: list[tuple], max_list_size: int) -> tuple[list[dict], list[dict]]:
-    """Located impressions sorted by (position, source, line) → (kept impressions, dead letters).
-
-    The first line at a position wins (input order); then a list mixing judged and click lines,
-    or longer than max_list_size, is rejected whole: a partial list would bias the model.
-    Entries are (source, line, raw or None, impression); dead letters carry that raw.
-    """
-    kept, dead = [], []
-    last_position = None
-    for source, line, raw, impression in located:
-        position = impression[fs.POSITION]
-        if position == last_position:
-            first = kept[-1]
-            dead.append(parse.dead_letter(source, line, parse.DUPLICATE_POSITION,
-                                          f"position {position} of request "
-                                          f"{impression[fs.REQUEST_ID]!r} already taken by "
-                                          f"{first[0]}:{first[1]}", raw))
-            continue
-        kept.append((source, line, raw, impression))
-        last_position = position
-    judged = sum(1 for entry in kept if parse.is_judged(entry[3]))
-    reason = detail = None
-    if 0 < judged < len(kept):
-        reason = parse.MIXED_LABELS
-        detail = f"request mixes {judged} judged lines with {len(kept) - judged} click lines"
-    elif len(kept) > max_list_size:
-        reason = parse.LIST_TOO_LONG
-        detail = f"request has {len(kept)} impressions, max_list_size is {max_list_size}"
-    if reason:
-        dead.extend(parse.dead_letter(s, n, reason, detail, r) for s, n, r, _ in kept)
-        return [], dead
-    return [entry[3] for entry in kept], dead
 
 
 class _AttachRawFn(beam.DoFn):
@@ -255,7 +225,8 @@ class _AttachRawFn(beam.DoFn):
 
 class GroupIntoLists(beam.PTransform):
     """Valid impressions → {"lists": (request_id, kind, impressions ordered by position),
-    "dead_letter": list-level rejections}. Vectors come out as float32 values (as in the ELWC)."""
+    "dead_letter": list-level rejections, "truncated": impressions cut per long click list}
+    (the rules: order.py). Vectors come out as float32 values (as in the ELWC)."""
 
     def __init__(self, spec: fs.FeatureSpec):
         super().__init__()
@@ -270,7 +241,7 @@ class GroupIntoLists(beam.PTransform):
             | "GroupByRequest" >> beam.GroupByKey()
             | "OrderAndCheck" >> beam.ParDo(
                 _OrderListFn(self._max_list_size, self._vectors)).with_outputs(
-                DEAD_LETTER, main=LISTS)
+                DEAD_LETTER, TRUNCATED, main=LISTS)
         )
         dead = (
             grouped[DEAD_LETTER]
@@ -278,7 +249,7 @@ class GroupIntoLists(beam.PTransform):
             | "GroupBySource" >> beam.GroupByKey()
             | "AttachRaw" >> beam.ParDo(_AttachRawFn())
         )
-        return {LISTS: grouped[LISTS], DEAD_LETTER: dead}
+        return {LISTS: grouped[LISTS], DEAD_LETTER: dead, TRUNCATED: grouped[TRUNCATED]}
 
 
 # --- splitting -----------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""One log line → the normalised impression of `elwc.py`, or a dead letter saying why not.
+"""One log line → the normalised impression (ranker.features.codec encodes it), or a dead letter.
 
 Pure Python (no Beam, no TensorFlow) so the same validation runs inside the Beam job, in the
 benchmark's plain loop and in tests. Line-level reasons are decided here; list-level reasons
-(duplicate_position, list_too_long, mixed_labels) need the whole request and are decided by the
-grouping step, which builds its dead letters with `dead_letter()` below.
+(duplicate_position, list_too_long, mixed_labels, inconsistent_request) need the whole request
+and are decided by order.py, which builds its dead letters with `dead_letter()` below.
 
 Normalisation makes equal inputs equal records whatever the source format: categoricals become
 strings (an integer id 17 becomes "17"), numbers become floats, vectors lists of floats, `clicked`
@@ -26,15 +26,19 @@ WRONG_TYPE = "wrong_type"
 INVALID_POSITION = "invalid_position"
 NON_FINITE = "non_finite"
 WRONG_VECTOR_LENGTH = "wrong_vector_length"
+OUT_OF_RANGE = "out_of_range"  # a finite number float32 cannot hold (it would become inf)
 DUPLICATE_POSITION = "duplicate_position"
-LIST_TOO_LONG = "list_too_long"
+LIST_TOO_LONG = "list_too_long"  # judged lists only: click lists are truncated instead
 MIXED_LABELS = "mixed_labels"
+INCONSISTENT_REQUEST = "inconsistent_request"  # device_type or context differ within a request
 LINE_REASONS = (INVALID_UTF8, INVALID_JSON, MISSING_FIELD, WRONG_TYPE, INVALID_POSITION,
-                NON_FINITE, WRONG_VECTOR_LENGTH)
-LIST_REASONS = (DUPLICATE_POSITION, LIST_TOO_LONG, MIXED_LABELS)
+                NON_FINITE, WRONG_VECTOR_LENGTH, OUT_OF_RANGE)
+LIST_REASONS = (DUPLICATE_POSITION, LIST_TOO_LONG, MIXED_LABELS, INCONSISTENT_REQUEST)
 REASONS = LINE_REASONS + LIST_REASONS
 
 MAX_RAW_CHARS = 2000
+MAX_POSITION = 2**31 - 1  # positions are int32 ids in the bias tower
+FLOAT32_MAX = 3.4028234663852886e38  # numbers are stored as float32 in the ELWC
 CONTEXT_KEY = "context"
 FEATURES_KEY = "features"
 
@@ -110,7 +114,7 @@ def _impression(raw: bytes | str, compiled: tuple[tuple, tuple]) -> dict:
     if type(request_id) is not str or not request_id:
         _reject_string(request_id, fs.REQUEST_ID)
     position = get(fs.POSITION)
-    if type(position) is not int or position < 1:
+    if type(position) is not int or position < 1 or position > MAX_POSITION:
         _reject_position(position)
     device = get(fs.DEVICE)
     if type(device) is not str:
@@ -193,7 +197,8 @@ def _reject_position(value: Any):
     if value is None:
         raise _Reject(MISSING_FIELD, fs.POSITION)
     _check_finite(value, fs.POSITION)
-    raise _Reject(INVALID_POSITION, f"position must be an integer >= 1, got {_show(value)}")
+    raise _Reject(INVALID_POSITION,
+                  f"position must be an integer in 1..{MAX_POSITION}, got {_show(value)}")
 
 
 def _reject_clicked(value: Any):
@@ -219,9 +224,9 @@ def _features(values: Any, declared: tuple, where: str) -> dict:
         if kind == fs.CATEGORICAL:
             out[name] = value if kind_of_value is str else _categorical(value, where, name)
         elif kind == fs.NUMERIC:
-            if kind_of_value is float and _isfinite(value):
+            if kind_of_value is float and -FLOAT32_MAX <= value <= FLOAT32_MAX:
                 out[name] = value
-            elif kind_of_value is int:
+            elif kind_of_value is int and -FLOAT32_MAX <= value <= FLOAT32_MAX:
                 out[name] = float(value)
             else:
                 out[name] = _number(value, f"{where}.{name}")
@@ -240,19 +245,19 @@ def _categorical(value: Any, where: str, name: str) -> str:
 
 def _number(value: Any, label: str) -> float:
     kind = type(value)
-    if kind is float:
-        if _isfinite(value):
-            return value
+    if kind is float and not _isfinite(value):
         raise _Reject(NON_FINITE, f"{label} is {value}")
-    if kind is int:
-        return float(value)
+    if kind is float or kind is int:
+        if -FLOAT32_MAX <= value <= FLOAT32_MAX:
+            return float(value)
+        raise _Reject(OUT_OF_RANGE, f"{label} is {_show(value)}, beyond float32 (±3.4e38)")
     raise _Reject(WRONG_TYPE, f"{label} must be a number, got {_show(value)}")
 
 
 def _vector(value: Any, length: int, where: str, name: str) -> list[float]:
     if type(value) is list and len(value) == length:
         types = set(map(type, value))
-        if types <= _NUMBER_TYPES and all(map(_isfinite, value)):
+        if types <= _NUMBER_TYPES and _within_float32(value):
             return value if float in types and len(types) == 1 else [float(v) for v in value]
     label = f"{where}.{name}"
     if type(value) is not list:
@@ -261,6 +266,16 @@ def _vector(value: Any, length: int, where: str, name: str) -> list[float]:
         raise _Reject(WRONG_VECTOR_LENGTH,
                       f"{label} has {len(value)} values, the spec says {length}")
     return [_number(v, label) for v in value]  # raises with the first bad value
+
+
+def _within_float32(values: list) -> bool:
+    """Every number finite and representable as float32 (NaN fails both comparisons)."""
+    if not values:
+        return True
+    try:
+        return all(map(_isfinite, values)) and max(map(abs, values)) <= FLOAT32_MAX
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _check_finite(value: Any, label: str) -> None:

@@ -15,8 +15,8 @@ import os
 from typing import Iterator, Sequence
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from ranker.pipeline.runtime import NAMESPACE, PROGRESS_EVERY, progress
@@ -26,6 +26,7 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 GZIP_SUFFIXES = tuple(s + ".gz" for s in JSONL_SUFFIXES)
 PARQUET_SUFFIXES = (".parquet", ".parq")
 CHUNK_LINES = 2000
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def log_format(path: str) -> str | None:
@@ -50,6 +51,10 @@ def iter_raw_lines(fh, path: str) -> Iterator[bytes]:
         yield from _parquet_lines(fh)
         return
     stream = gzip.GzipFile(fileobj=fh, mode="rb") if fmt == "gzip" else fh
+    first = next(stream, None)
+    if first is None:
+        return
+    yield first.removeprefix(UTF8_BOM).rstrip(b"\r\n")  # a BOM marks the file, not the line
     for line in stream:
         yield line.rstrip(b"\r\n")
 
@@ -68,12 +73,15 @@ def _parquet_lines(fh) -> Iterator[bytes]:
             for name in maps:
                 if row.get(name) is not None:
                     row[name] = dict(row[name])
-            yield dumps({k: v for k, v in row.items() if v is not None}).encode("utf-8")
+            # surrogateescape: a binary column that is not UTF-8 keeps its bytes, so the line
+            # becomes an invalid_utf8 dead letter instead of an id merged by replacement chars
+            yield dumps({k: v for k, v in row.items() if v is not None}).encode(
+                "utf-8", errors="surrogateescape")
 
 
 def _json_default(value):
     if isinstance(value, (bytes, bytearray)):
-        return value.decode("utf-8", errors="replace")
+        return value.decode("utf-8", errors="surrogateescape")
     if hasattr(value, "timestamp"):  # datetime: unix seconds, as the log schema says
         return int(value.timestamp())
     if hasattr(value, "isoformat"):
@@ -82,16 +90,15 @@ def _json_default(value):
 
 
 class _ReadChunksFn(beam.DoFn):
-    """ReadableFile → (source, first_line_number, [raw, …]): cheap elements to reshuffle."""
+    """A file path → (source, first_line_number, [raw, …]): cheap elements to reshuffle."""
 
     def __init__(self, chunk_lines: int):
         self._chunk_lines = chunk_lines
         self._lines_read = Metrics.counter(NAMESPACE, "lines_read")
 
-    def process(self, readable: fileio.ReadableFile):
-        path = readable.metadata.path
-        with readable.open(mime_type="application/octet-stream",
-                           compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+    def process(self, path: str):
+        with FileSystems.open(path, mime_type="application/octet-stream",
+                              compression_type=CompressionTypes.UNCOMPRESSED) as fh:
             chunk: list[bytes] = []
             first = 1
             for raw in iter_raw_lines(fh, path):
@@ -117,26 +124,26 @@ def _explode(chunk: tuple[str, int, list[bytes]]) -> Iterator[tuple[str, int, by
 class ReadLogLines(beam.PTransform):
     """Log files → (source, line_number, raw_bytes), line numbers from 1 (Parquet: row index + 1).
 
-    `patterns` is a glob or a list of globs/paths (preprocess passes the files it validated).
-    `spread` reshuffles chunks of lines so that several workers parse one file; with a single
-    worker it only costs a pass over the data, so preprocess turns it off then.
+    `files` are exact paths (preprocess's match_inputs result): they are opened as named, never
+    matched again as patterns, so `logs[1].jsonl` is read once and `logs1.jsonl` not twice.
+    `spread` reshuffles files and chunks of lines so that several workers parse one file; with a
+    single worker it only costs a pass over the data, so preprocess turns it off then.
     """
 
-    def __init__(self, patterns: str | Sequence[str], chunk_lines: int = CHUNK_LINES,
+    def __init__(self, files: Sequence[str], chunk_lines: int = CHUNK_LINES,
                  spread: bool = True):
         super().__init__()
-        self._patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+        if isinstance(files, str):
+            raise TypeError("ReadLogLines takes a list of file paths, not a pattern")
+        self._files = list(files)
         self._chunk_lines = chunk_lines
         self._spread = spread
 
     def expand(self, pbegin):
-        chunks = (
-            pbegin
-            | "Patterns" >> beam.Create(self._patterns)
-            | "MatchFiles" >> fileio.MatchAll()
-            | "ReadMatches" >> fileio.ReadMatches()
-            | "ReadChunks" >> beam.ParDo(_ReadChunksFn(self._chunk_lines))
-        )
+        files = pbegin | "Files" >> beam.Create(self._files)
+        if self._spread:
+            files = files | "SpreadFiles" >> beam.Reshuffle()
+        chunks = files | "ReadChunks" >> beam.ParDo(_ReadChunksFn(self._chunk_lines))
         if self._spread:  # a gzip file is read by one worker; its lines need not be parsed by one
             chunks = chunks | "SpreadChunks" >> beam.Reshuffle()
         return chunks | "SplitLines" >> beam.FlatMap(_explode)

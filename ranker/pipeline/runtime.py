@@ -1,4 +1,5 @@
-"""What every stage's workers share: the counter namespace, progress lines, the GC freeze.
+"""What every stage's workers share: the counter namespace, progress lines, the GC freeze and the
+dict-merging CombineFn base.
 
 Kept apart from the stages so that reading, parsing/grouping and writing can all use it without
 importing each other.
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import sys
+
+import apache_beam as beam
 
 NAMESPACE = "ranker.preprocess"  # every Beam counter of the job
 PROGRESS_EVERY = 250_000  # lines read / impressions written between progress lines on stderr
@@ -35,3 +38,23 @@ def freeze_heap(after: str) -> None:
     _FROZEN_AFTER.add(after)
     gc.collect()
     gc.freeze()
+
+
+class MergeDicts(beam.CombineFn):
+    """A CombineFn whose accumulator is a dict that `add_input` folds one partial dict into;
+    merging folds the accumulators the same way. Subclasses define `add_input` only."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, accumulator, partial):
+        raise NotImplementedError
+
+    def merge_accumulators(self, accumulators):
+        merged = {}
+        for accumulator in accumulators:
+            self.add_input(merged, accumulator)
+        return merged
+
+    def extract_output(self, accumulator):
+        return accumulator

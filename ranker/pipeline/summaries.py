@@ -17,11 +17,9 @@ from apache_beam.transforms.window import GlobalWindows
 
 from ranker.features import spec as fs
 from ranker.pipeline import parse
-from ranker.pipeline.lists import CLICKED_KIND, DEAD_LETTER, SPLITS
-from ranker.pipeline.runtime import NAMESPACE
+from ranker.pipeline.lists import CLICKED_KIND, DEAD_LETTER, SPLITS, TRUNCATED
+from ranker.pipeline.runtime import NAMESPACE, MergeDicts
 from ranker.pipeline.write import write_text_file
-
-UNKNOWN_DEVICE = "unknown"  # the device judged lines carry; never counted as an unseen device
 
 
 # --- counting ------------------------------------------------------------------------------------
@@ -60,24 +58,12 @@ class CountInBundle(beam.DoFn):
             yield dict(counts)
 
 
-class SumCounts(beam.CombineFn):
+class SumCounts(MergeDicts):
     """Sums dicts of counts key by key: every statistic is a count until the final formatting."""
-
-    def create_accumulator(self):
-        return {}
 
     def add_input(self, accumulator, counts):
         for key, value in counts.items():
             accumulator[key] = accumulator.get(key, 0) + value
-        return accumulator
-
-    def merge_accumulators(self, accumulators):
-        merged = {}
-        for accumulator in accumulators:
-            self.add_input(merged, accumulator)
-        return merged
-
-    def extract_output(self, accumulator):
         return accumulator
 
 
@@ -188,6 +174,11 @@ def _count_line(counts: collections.Counter, line) -> None:
     counts[("lines_read",)] += 1
 
 
+def _count_truncated(counts: collections.Counter, truncated: int) -> None:
+    counts[("truncated",)] += truncated
+    counts[("lists_truncated",)] += 1
+
+
 def _count_dead_letter(counts: collections.Counter, dead: dict) -> None:
     counts[("dead_letter", dead["reason"])] += 1
 
@@ -208,7 +199,11 @@ def _count_list(counts: collections.Counter, lst: tuple, split: str) -> None:
 
 
 def format_stats(counts: dict) -> dict:
-    """Summed counts → the stats.json layout of SPEC.md (CTR positions in numeric order)."""
+    """Summed counts → the stats.json layout of SPEC.md.
+
+    CTR-by-position dicts are built in numeric position order ("1", "2", …, "10"); JSON objects
+    keep that order as long as nobody writes them with sort_keys.
+    """
     by_reason = {reason: counts.get(("dead_letter", reason), 0) for reason in parse.REASONS}
     requests = {split: counts.get(("requests", split), 0) for split in SPLITS}
     impressions = {split: counts.get(("impressions", split), 0) for split in SPLITS}
@@ -225,11 +220,13 @@ def format_stats(counts: dict) -> dict:
     click_devices = set(shown)
     unknown_device = sum(n for key, n in counts.items()
                          if key[0] == "judged_device" and key[1] not in click_devices
-                         and key[1] != UNKNOWN_DEVICE)
+                         and key[1] != fs.JUDGED_DEVICE)
     return {
         "lines_read": counts.get(("lines_read",), 0),
         "impressions_valid": sum(impressions.values()),
         "dead_letter": {"total": sum(by_reason.values()), "by_reason": by_reason},
+        "truncated_impressions": counts.get(("truncated",), 0),
+        "lists_truncated": counts.get(("lists_truncated",), 0),
         "requests": requests,
         "impressions": impressions,
         "unknown_device": unknown_device,
@@ -245,10 +242,10 @@ def _report_unknown_devices(stats: dict) -> dict:
 
 
 class ComputeStats(beam.PTransform):
-    """{"lines", "dead_letter", "train", "eval", "judged"} → one stats dict (format_stats).
+    """{"lines", "dead_letter", "train", "eval", "judged"[, "truncated"]} → one stats dict.
 
     `lines` is what ReadLogLines produced (counted independently of parsing, so the invariant
-    lines_read == impressions_valid + dead_letter.total is a real check). An unknown device is
+    lines_read == impressions_valid + dead_letter.total + truncated_impressions is a real check). An unknown device is
     a judged-list device never seen in click lists (the model maps it to its OOV id); the
     placeholder "unknown" of judged lines is not counted.
     """
@@ -259,6 +256,9 @@ class ComputeStats(beam.PTransform):
             inputs[DEAD_LETTER] | "CountDeadLetters" >> beam.ParDo(
                 CountInBundle(_count_dead_letter)),
         ]
+        if TRUNCATED in inputs:
+            partials.append(inputs[TRUNCATED] | "CountTruncated" >> beam.ParDo(
+                CountInBundle(_count_truncated)))
         for split in SPLITS:
             partials.append(inputs[split] | f"Count_{split}" >> beam.ParDo(
                 CountInBundle(_count_list, split)))

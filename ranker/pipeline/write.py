@@ -17,12 +17,14 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from ranker.artifacts import RECORD_SUFFIX
 from ranker.features import spec as fs
 from ranker.pipeline.runtime import PROGRESS_EVERY, freeze_heap, progress
 
+
 def serialize_list(lst: tuple, spec: fs.FeatureSpec) -> bytes:
     """The ELWC bytes of one list; deterministic so that a re-run writes identical records."""
-    from ranker.pipeline.elwc import build_elwc  # TensorFlow protos: imported where used
+    from ranker.features.codec import build_elwc  # TensorFlow protos: imported where used
 
     return build_elwc(lst[2], spec).SerializeToString(deterministic=True)
 
@@ -32,7 +34,7 @@ class _SerializeFn(beam.DoFn):
         self._spec = spec
 
     def setup(self):
-        from ranker.pipeline import elwc  # noqa: F401  (imports TensorFlow before the freeze)
+        from ranker.features import codec  # noqa: F401  (imports TensorFlow before the freeze)
 
         freeze_heap(after="tensorflow")
         self._impressions = 0
@@ -59,7 +61,7 @@ class WriteElwc(beam.PTransform):
             lists
             | "Serialize" >> beam.ParDo(_SerializeFn(self._spec)).with_output_types(bytes)
             | "WriteTFRecord" >> beam.io.WriteToTFRecord(
-                self._prefix, file_name_suffix=".tfrecord.gz",
+                self._prefix, file_name_suffix=RECORD_SUFFIX,
                 compression_type=CompressionTypes.GZIP)
         )
 

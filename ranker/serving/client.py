@@ -8,6 +8,11 @@ not take them. Missing features get the parse defaults ("" / 0.0 / zeros), as in
     body = rest_body(candidates, context, spec)            # POST to /v1/models/NAME:predict
     request = grpc_request(candidates, context, spec, "ranker")
     scores = scores_from_grpc(stub.Predict(request, 5.0))
+
+Signatures: `serving_default` (tf.Examples, one per candidate), `score_lists` (raw tensors) and
+`score_elwc` (one serialized ExampleListWithContext per list: context once, item features per
+candidate). Numbers may be sent as int or float. The protos themselves come from
+ranker.features.codec (the Beam job writes training data with the same encoder).
 """
 from __future__ import annotations
 
@@ -22,56 +27,21 @@ from tensorflow_serving.apis import predict_pb2
 
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.pipeline.elwc import serving_example
-from ranker.serving.signatures import EXAMPLES, RAW_SIGNATURE, SCORES, SERVING_DEFAULT
+# The request encoder is the feature codec's; re-exported as the client's API (client.elwc, …).
+from ranker.features.codec import raw_arrays, serialized_examples  # noqa: F401
+from ranker.features.codec import request_elwc as elwc
+from ranker.serving.signatures import (ELWC_SIGNATURE, ELWCS, EXAMPLES, RAW_SIGNATURE, SCORES,
+                                       SERVING_DEFAULT)
 
-SIGNATURES = (SERVING_DEFAULT, RAW_SIGNATURE)
-
-
-def _check(candidates: Sequence[dict], context: dict, spec: fs.FeatureSpec) -> None:
-    item, ctx = set(fs.names(spec.item)), set(fs.names(spec.context))
-    for where, values, allowed in [("context", context, ctx)] + [
-            (f"candidate {i}", c, item) for i, c in enumerate(candidates)]:
-        unknown = set(values) - allowed - fs.RESERVED
-        if unknown:
-            raise RankerError(f"{where}: {sorted(unknown)} are not {'context' if allowed is ctx else 'item'}"
-                              f" features of the spec (expected some of {sorted(allowed)})")
-        for name, value in values.items():
-            if name in allowed and spec.feature(name).kind == fs.VECTOR and value is not None:
-                if len(value) != spec.feature(name).length:
-                    raise RankerError(f"{where}: {name!r} needs {spec.feature(name).length} numbers,"
-                                      f" got {len(value)}")
+SIGNATURES = (SERVING_DEFAULT, RAW_SIGNATURE, ELWC_SIGNATURE)
+BINARY_INPUTS = {SERVING_DEFAULT: EXAMPLES, ELWC_SIGNATURE: ELWCS}  # signature → its string input
 
 
-def serialized_examples(candidates: Sequence[dict], context: dict, spec: fs.FeatureSpec) -> list[bytes]:
-    """One serialized tf.Example per candidate (item features + the request's context)."""
-    _check(candidates, context, spec)
-    return [serving_example(c, context, spec).SerializeToString() for c in candidates]
-
-
-def _default(feature: fs.Feature):
-    if feature.kind == fs.CATEGORICAL:
-        return ""
-    return 0.0 if feature.kind == fs.NUMERIC else [0.0] * feature.length
-
-
-def raw_arrays(candidates: Sequence[dict], context: dict, spec: fs.FeatureSpec) -> dict[str, np.ndarray]:
-    """`score_lists` inputs for one list: `[1, N]` arrays (vectors `[1, N, n]`), context repeated."""
-    _check(candidates, context, spec)
-    out = {}
-    for f in spec.features:
-        if f.scope == fs.CONTEXT:
-            values = [context.get(f.name, _default(f))] * len(candidates)
-        else:
-            values = [c.get(f.name, _default(f)) for c in candidates]
-        values = [_default(f) if v is None else v for v in values]
-        if f.kind == fs.CATEGORICAL:
-            array = np.array([str(v).encode("utf-8") for v in values], dtype=object)
-        else:
-            array = np.array(values, dtype=np.float32).reshape([len(values)] + (
-                [f.length] if f.kind == fs.VECTOR else []))
-        out[f.name] = array[None]
-    return out
+def _binary_values(candidates, context, spec, signature: str) -> list[bytes]:
+    """The string input of serving_default (a tf.Example per candidate) or score_elwc (one ELWC)."""
+    if signature == ELWC_SIGNATURE:
+        return [elwc(candidates, context, spec).SerializeToString()]
+    return serialized_examples(candidates, context, spec)
 
 
 def _signature(signature: str) -> str:
@@ -85,17 +55,18 @@ def rest_body(candidates: Sequence[dict], context: dict, spec: fs.FeatureSpec,
     """The JSON body of `POST /v1/models/NAME[/versions/V]:predict`.
 
     serving_default sends base64 serialized tf.Examples (`{"b64": …}`, as TF Serving's REST API
-    expects binary strings); score_lists sends the raw values. `layout`: "columnar" (`inputs`, the
-    answer comes back as `outputs`) or "row" (`instances`, answered by `predictions`).
+    expects binary strings), score_elwc one base64 ELWC; score_lists sends the raw values.
+    `layout`: "columnar" (`inputs`, the answer comes back as `outputs`) or "row" (`instances`,
+    answered by `predictions`).
     """
     if layout not in ("columnar", "row"):
         raise RankerError(f"layout must be 'columnar' or 'row', got {layout!r}")
-    if _signature(signature) == SERVING_DEFAULT:
+    if _signature(signature) in BINARY_INPUTS:
         values = [{"b64": base64.b64encode(s).decode("ascii")}
-                  for s in serialized_examples(candidates, context, spec)]
+                  for s in _binary_values(candidates, context, spec, signature)]
         if layout == "row":
             return {"signature_name": signature, "instances": values}
-        return {"signature_name": signature, "inputs": {EXAMPLES: values}}
+        return {"signature_name": signature, "inputs": {BINARY_INPUTS[signature]: values}}
     arrays = raw_arrays(candidates, context, spec)
     as_json = {name: [[v.decode("utf-8") if isinstance(v, bytes) else v for v in row]
                       for row in a.tolist()] for name, a in arrays.items()}
@@ -113,10 +84,10 @@ def grpc_request(candidates: Sequence[dict], context: dict, spec: fs.FeatureSpec
     request.model_spec.signature_name = _signature(signature)
     if version is not None:
         request.model_spec.version.value = int(version)
-    if signature == SERVING_DEFAULT:
-        examples = serialized_examples(candidates, context, spec)
-        request.inputs[EXAMPLES].CopyFrom(
-            tf.make_tensor_proto(np.array(examples, dtype=object), dtype=tf.string, shape=[len(examples)]))
+    if signature in BINARY_INPUTS:
+        values = _binary_values(candidates, context, spec, signature)
+        request.inputs[BINARY_INPUTS[signature]].CopyFrom(
+            tf.make_tensor_proto(np.array(values, dtype=object), dtype=tf.string, shape=[len(values)]))
     else:
         for name, array in raw_arrays(candidates, context, spec).items():
             dtype = tf.string if array.dtype == object else tf.float32
@@ -125,7 +96,8 @@ def grpc_request(candidates: Sequence[dict], context: dict, spec: fs.FeatureSpec
 
 
 def scores_from_grpc(response) -> np.ndarray:
-    """`scores` of a `PredictResponse`: `[N]` (serving_default) or `[lists, N]` (score_lists)."""
+    """`scores` of a `PredictResponse`: `[N]` (serving_default) or `[lists, N]` (score_lists,
+    score_elwc)."""
     return tf.make_ndarray(response.outputs[SCORES])
 
 

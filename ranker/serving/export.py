@@ -1,14 +1,18 @@
 """`ranker export`: the relevance tower as a versioned SavedModel TF Serving can poll.
 
     BASE/<version>/saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests
-    BASE/../models.config              TF Serving model config (this model entry added/updated)
-    BASE/../batching_parameters.txt    an example for --enable_batching (written once)
+    BASE/models.config              TF Serving model config: this base's model (one entry)
+    BASE/batching_parameters.txt    an example for --enable_batching (written once)
+
+Every file lives under BASE (TF Serving's poller ignores non-integer names there); nothing is written
+beside it, so exports into sibling bases never touch each other's files.
 
 A version is written into a hidden temporary folder inside BASE (TF Serving only loads integer
 folder names), checked, and renamed into place, so a server polling BASE never sees half of it.
 The checks, before the rename: no bias-tower variable is tracked by the module or captured by a
 signature, the saved checkpoint holds exactly the relevance tower's variables, and the reloaded
-`serving_default` scores the warmup lists as the Keras relevance tower does.
+`serving_default` and `score_elwc` score the warmup lists as the Keras relevance tower does (a
+model whose scores are NaN or infinite is refused as such).
 
 The `position-feature` baseline exports too: its relevance tower scores every candidate at the
 fixed serving position with an unknown device (SPEC.md), since position and device are not inputs.
@@ -16,10 +20,9 @@ fixed serving position with an unknown device (SPEC.md), since position and devi
 from __future__ import annotations
 
 import collections
-import json
+import logging
 import os
 import shutil
-import sys
 import time
 import uuid
 
@@ -28,10 +31,13 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from ranker.artifacts import write_json, write_text
 from ranker.errors import RankerError
+from ranker.features import codec
 from ranker.features import spec as fs
-from ranker.serving import client, signatures, warmup
+from ranker.serving import signatures, warmup
 
+logger = logging.getLogger(__name__)
 TMP_PREFIX = ".tmp-"  # not an integer: TF Serving's version poller skips it
 MODELS_CONFIG = "models.config"
 BATCHING_FILE = "batching_parameters.txt"
@@ -126,25 +132,44 @@ def check_saved_variables(saved_dir: str, model) -> int:
     return len(saved)
 
 
+def _difference(served: np.ndarray, keras: np.ndarray, signature: str) -> float:
+    """max |Δ| of one list's served scores against Keras'; RankerError when they differ."""
+    if not np.all(np.isfinite(served)):
+        raise RankerError(f"refusing to export: {signature} produced non-finite scores where the Keras"
+                          " relevance tower did not")
+    if not np.allclose(served, keras, **SCORE_TOLERANCE):
+        raise RankerError(f"refusing to export: {signature} scores differ from the Keras relevance tower"
+                          f" (max |Δ| {np.max(np.abs(served - keras)):.3g})")
+    return float(np.max(np.abs(served - keras), initial=0.0))
+
+
 def check_scores(saved_dir: str, model, requests, spec: fs.FeatureSpec) -> float:
-    """The reloaded serving_default scores the requests as the Keras relevance tower; max |Δ|."""
-    serve = tf.saved_model.load(saved_dir).signatures[signatures.SERVING_DEFAULT]
-    worst = 0.0
+    """The reloaded serving_default and score_elwc score the requests as the Keras relevance tower;
+    max |Δ|. A model whose own scores are NaN or infinite is refused as such."""
+    loaded = tf.saved_model.load(saved_dir).signatures
+    worst, expected = 0.0, []
     for candidates, context in requests:
-        served = serve(examples=tf.constant(client.serialized_examples(candidates, context, spec)))
         keras = model.relevance_tower(
-            {k: tf.constant(v) for k, v in client.raw_arrays(candidates, context, spec).items()})[0]
-        served = served[signatures.SCORES].numpy()
-        if not np.allclose(served, keras.numpy(), **SCORE_TOLERANCE):
-            raise RankerError(f"refusing to export: served scores differ from the Keras relevance tower"
-                              f" (max |Δ| {np.max(np.abs(served - keras.numpy())):.3g})")
-        worst = max(worst, float(np.max(np.abs(served - keras.numpy()), initial=0.0)))
+            {k: tf.constant(v) for k, v in codec.raw_arrays(candidates, context, spec).items()})[0].numpy()
+        if not np.all(np.isfinite(keras)):
+            raise RankerError("refusing to export: the model produced NaN or infinite scores on the warmup"
+                              " lists (training diverged; retrain, e.g. with a lower --learning-rate)")
+        examples = tf.constant(codec.serialized_examples(candidates, context, spec))
+        served = loaded[signatures.SERVING_DEFAULT](examples=examples)[signatures.SCORES].numpy()
+        worst = max(worst, _difference(served, keras, signatures.SERVING_DEFAULT))
+        expected.append(keras)
+    elwcs = tf.constant([codec.request_elwc(c, ctx, spec).SerializeToString() for c, ctx in requests])
+    rows = loaded[signatures.ELWC_SIGNATURE](elwcs=elwcs)[signatures.SCORES].numpy()
+    for row, keras in zip(rows, expected):
+        if np.any(row[len(keras):] != signatures.PADDING_SCORE):
+            raise RankerError(f"refusing to export: {signatures.ELWC_SIGNATURE} scores padding positions")
+        worst = max(worst, _difference(row[:len(keras)], keras, signatures.ELWC_SIGNATURE))
     return worst
 
 
 def models_config(export_base: str, name: str) -> tuple[str, str]:
-    """(path, text) of BASE's parent models.config with this model's entry added or updated."""
-    path = os.path.join(os.path.dirname(os.path.abspath(export_base)), MODELS_CONFIG)
+    """(path, text) of BASE/models.config with this model's entry added or updated."""
+    path = os.path.join(os.path.abspath(export_base), MODELS_CONFIG)
     config = model_server_config_pb2.ModelServerConfig()
     if os.path.exists(path):
         try:
@@ -158,16 +183,20 @@ def models_config(export_base: str, name: str) -> tuple[str, str]:
     entry.base_path = f"{CONTAINER_MODELS}/{name}"
     entry.model_platform = "tensorflow"
     header = (f"# TF Serving model config (--model_config_file). base_path is the container path:\n"
-              f"# mount {os.path.dirname(os.path.abspath(export_base))} at {CONTAINER_MODELS}, or edit"
-              f" it to {os.path.abspath(export_base)} for a local tensorflow_model_server.\n")
+              f"# mount {os.path.abspath(export_base)} at {CONTAINER_MODELS}/{name}, or edit it to"
+              f" {os.path.abspath(export_base)} for a local tensorflow_model_server.\n")
     return path, header + text_format.MessageToString(config)
 
 
-def write_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+def write_base_files(export_base: str, config: tuple[str, str] | None = None) -> tuple[str, str]:
+    """Writes BASE/models.config (`config`: a prepared (path, text)) and, once, BASE's batching
+    example; returns their paths. Both live inside BASE, each written atomically."""
+    path, text = config or models_config(export_base, model_name(export_base))
+    write_text(path, text)
+    batching = os.path.join(os.path.abspath(export_base), BATCHING_FILE)
+    if not os.path.exists(batching):
+        write_text(batching, BATCHING_EXAMPLE)
+    return path, batching
 
 
 def _save_version(module, concrete, model, spec, requests, name, tmp_dir) -> dict:
@@ -199,7 +228,7 @@ def export(model_dir: str, export_base: str) -> dict:
     if os.path.exists(export_base) and not os.path.isdir(export_base):
         raise RankerError(f"{export_base}: exists and is not a folder")
     name = model_name(export_base)
-    models_config_path, models_config_text = models_config(export_base, name)
+    base_config = models_config(export_base, name)  # a broken models.config fails before the work
     model, config, spec = _built_model(model_dir)
     module = signatures.build_module(model.relevance_tower, spec)
     concrete = signatures.signatures(module, spec)
@@ -209,19 +238,16 @@ def export(model_dir: str, export_base: str) -> dict:
     os.makedirs(export_base, exist_ok=True)
     tmp_dir = os.path.join(export_base, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}")
     try:
-        print(f"saving the relevance tower of {model_dir} …", file=sys.stderr)
+        logger.info("saving the relevance tower of %s …", model_dir)
         checks = _save_version(module, concrete, model, spec, requests, name, tmp_dir)
-        with open(os.path.join(tmp_dir, warmup.WARMUP_DIR, INFO_FILE), "w") as fh:
-            json.dump({"model_dir": os.path.abspath(model_dir), "variant": config.variant,
-                       "warmup_source": source, **checks}, fh, indent=2)
+        write_json(os.path.join(tmp_dir, warmup.WARMUP_DIR, INFO_FILE),
+                   {"model_dir": os.path.abspath(model_dir), "variant": config.variant,
+                    "warmup_source": source, **checks})
         version, version_dir = claim_version(tmp_dir, export_base)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    write_atomically(models_config_path, models_config_text)
-    batching = os.path.join(os.path.dirname(models_config_path), BATCHING_FILE)
-    if not os.path.exists(batching):
-        write_atomically(batching, BATCHING_EXAMPLE)
-    print(f"exported {version_dir}", file=sys.stderr)
+    models_config_path, batching = write_base_files(export_base, base_config)
+    logger.info("exported %s", version_dir)
     return {
         "export_dir": version_dir,
         "version": version,
@@ -232,6 +258,9 @@ def export(model_dir: str, export_base: str) -> dict:
                                          "outputs": {signatures.SCORES: "float [N]"}},
             signatures.RAW_SIGNATURE: {"inputs": {f.name: _describe(f) for f in spec.features},
                                        "outputs": {signatures.SCORES: "float [lists, candidates]"}},
+            signatures.ELWC_SIGNATURE: {"inputs": {signatures.ELWCS: "string [lists]"},
+                                        "outputs": {signatures.SCORES: "float [lists, candidates]"
+                                                                       " (-inf past a list's end)"}},
         },
         "warmup": {"records": checks["warmup_records"], "source": source},
         "variables": checks["variables"],

@@ -5,6 +5,12 @@
   list → `scores` float `[N]`.
 - `score_lists`: one named raw tensor per spec feature, `[lists, candidates]` (vectors
   `[lists, candidates, n]`; context features repeated per candidate) → `scores` `[lists, candidates]`.
+- `score_elwc`: `elwcs`, a 1-D string tensor of serialized ExampleListWithContext (one per list:
+  context features once in `context`, one tf.Example of item features per candidate) → `scores`
+  `[lists, longest list]`; positions past a list's end are `-inf` (an empty list: a row of `-inf`,
+  or `[1, 0]` when it is the only list).
+
+Numeric and vector features are accepted as int64 or float (parsing.py).
 
 Position and device are not inputs. The relevance tower scores each candidate on its own, so
 TF Serving's request batching (which concatenates the `examples` of several requests) leaves every
@@ -14,13 +20,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+# The names are part of the export's contract (evaluate reads score_lists too): ranker.artifacts.
+from ranker.artifacts import (ELWC_SIGNATURE, ELWCS, EXAMPLES, RAW_SIGNATURE,  # noqa: F401
+                              SCORES, SERVING_DEFAULT)
 from ranker.features import spec as fs
 from ranker.features import tensors
+from ranker.serving import parsing
 
-SERVING_DEFAULT = "serving_default"
-RAW_SIGNATURE = "score_lists"  # == ranker.models.evaluate.RAW_SIGNATURE
-EXAMPLES = "examples"
-SCORES = "scores"
+PADDING_SCORE = float("-inf")  # score_elwc: positions past the end of a list
 TOWER_ATTRIBUTE = "relevance_tower"
 
 
@@ -51,14 +58,20 @@ def build_module(tower: tf.keras.layers.Layer, spec: fs.FeatureSpec) -> tf.Modul
     """
     module = tf.Module(name="ranker_relevance")
     setattr(module, TOWER_ATTRIBUTE, tower)
-    parse_spec = tensors.serving_parse_spec(spec)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES)])
     def serve_examples(examples):
-        parsed = tf.io.parse_example(examples, parse_spec)
+        parsed = parsing.parse_examples(examples, spec.features)
         features = {name: tf.expand_dims(value, 0) for name, value in parsed.items()}  # one list
         features[fs.MASK] = tf.ones([1, tf.size(examples)], tf.bool)
         return {SCORES: tf.squeeze(tower(features), axis=0)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=ELWCS)])
+    def score_elwc(elwcs):
+        features, mask = parsing.parse_elwc(elwcs, spec)
+        features[fs.MASK] = mask
+        scores = tower(features)
+        return {SCORES: tf.where(mask, scores, tf.fill(tf.shape(scores), PADDING_SCORE))}
 
     @tf.function
     def score_lists(**features):
@@ -69,6 +82,7 @@ def build_module(tower: tf.keras.layers.Layer, spec: fs.FeatureSpec) -> tf.Modul
 
     module.serve_examples = serve_examples
     module.score_lists = score_lists
+    module.score_elwc = score_elwc
     return module
 
 
@@ -77,4 +91,5 @@ def signatures(module: tf.Module, spec: fs.FeatureSpec) -> dict:
     return {
         SERVING_DEFAULT: module.serve_examples.get_concrete_function(),
         RAW_SIGNATURE: module.score_lists.get_concrete_function(**raw_input_specs(spec)),
+        ELWC_SIGNATURE: module.score_elwc.get_concrete_function(),
     }

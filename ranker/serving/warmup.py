@@ -5,60 +5,40 @@ Candidates come from real lists of the training data's eval split (the data dir 
 """
 from __future__ import annotations
 
-import glob
-import json
 import os
 from typing import Iterator
 
 import tensorflow as tf
 from tensorflow_serving.apis import input_pb2, prediction_log_pb2
 
+from ranker.artifacts import EVAL, JUDGED, TRAIN, TRAIN_SUMMARY, read_json, split_files
+from ranker.features import codec
 from ranker.features import spec as fs
 from ranker.serving import client, signatures
 
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_RECORDS = 1000
-DEFAULT_LISTS = 32  # serving_default records; a few score_lists records come on top
+DEFAULT_LISTS = 32  # serving_default records; a few score_lists and score_elwc records come on top
 RAW_LISTS = 4
+ELWC_LISTS = 4
 SYNTHETIC_CANDIDATES = 10
 
 Request = tuple[list[dict], dict]  # (candidate dicts, context dict)
 
 
-def _value(feature: fs.Feature, proto) -> object | None:
-    """A tf.train.Feature back to the raw value `serving_example` encodes (None when empty)."""
-    if feature.kind == fs.CATEGORICAL:
-        values = proto.bytes_list.value
-        return values[0].decode("utf-8", "replace") if values else None
-    values = list(proto.float_list.value)
-    if feature.kind == fs.NUMERIC:
-        return values[0] if values else None
-    return values if len(values) == feature.length else None
-
-
-def _values(features, proto_map) -> dict:
-    out = {}
-    for feature in features:
-        if feature.name in proto_map:
-            value = _value(feature, proto_map[feature.name])
-            if value is not None:
-                out[feature.name] = value
-    return out
-
-
 def elwc_requests(data_dir: str, spec: fs.FeatureSpec, limit: int,
-                  splits=("eval", "judged", "train")) -> list[Request]:
+                  splits=(EVAL, JUDGED, TRAIN)) -> list[Request]:
     """Up to `limit` logged lists as (candidates, context): the first split that has records."""
     for split in splits:
-        files = sorted(glob.glob(os.path.join(data_dir, split, "*.tfrecord.gz")))
+        files = split_files(data_dir, split)
         if not files:
             continue
         requests = []
         for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit):
             elwc = input_pb2.ExampleListWithContext.FromString(record.numpy())
-            context = _values(spec.context, elwc.context.features.feature)
-            candidates = [_values(spec.item, ex.features.feature) for ex in elwc.examples]
+            context = codec.decode_features(spec.context, elwc.context.features.feature)
+            candidates = [codec.decode_features(spec.item, ex.features.feature) for ex in elwc.examples]
             if candidates:
                 requests.append((candidates, context))
         if requests:
@@ -88,11 +68,7 @@ def synthetic_requests(spec: fs.FeatureSpec, moments: dict, lists: int = 2) -> l
 
 def recorded_data_dir(model_dir: str) -> str | None:
     """The data dir `train` recorded in train_summary.json, when it still exists."""
-    path = os.path.join(model_dir, "train_summary.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as fh:
-        data_dir = json.load(fh).get("data_dir")
+    data_dir = read_json(os.path.join(model_dir, TRAIN_SUMMARY), {}).get("data_dir")
     return data_dir if data_dir and os.path.isdir(data_dir) else None
 
 
@@ -109,10 +85,12 @@ def warmup_requests(model_dir: str, spec: fs.FeatureSpec, moments: dict,
 
 def prediction_logs(requests: list[Request], spec: fs.FeatureSpec,
                     model_name: str) -> Iterator[prediction_log_pb2.PredictionLog]:
-    """One serving_default record per list, then score_lists records for the first few lists."""
+    """One serving_default record per list, then score_lists and score_elwc records for the first
+    few lists (every signature is warmed up)."""
     count = 0
-    plan = [(signatures.SERVING_DEFAULT, r) for r in requests]
+    plan = [(signatures.SERVING_DEFAULT, r) for r in requests[:MAX_RECORDS - RAW_LISTS - ELWC_LISTS]]
     plan += [(signatures.RAW_SIGNATURE, r) for r in requests[:RAW_LISTS]]
+    plan += [(signatures.ELWC_SIGNATURE, r) for r in requests[:ELWC_LISTS]]
     for signature, (candidates, context) in plan:
         if count >= MAX_RECORDS:
             return

@@ -1,66 +1,37 @@
-"""Who sees what and who clicks: logging policy, examination curves, PBM and cascade click models.
+"""Who sees what and who clicks: logging policy, trust-biased click noise, PBM and cascade click models.
+
+Examination curves per device live in devices.py.
 
 Everything works on whole blocks of sessions at once ([sessions, positions] arrays); the cascade
 loops over the (at most 10) positions only, never over sessions.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-from ranker.errors import RankerError
+from ranker.simulation.options import CLICK_NOISE, NUM_SHOWN
 
-NUM_SHOWN = 10  # slots of a served list
-CLICK_NOISE = 0.05  # ε: p(click | seen) of an irrelevant item
 POLICY_JITTER = 0.15  # σ of the per-session score noise, so items move between positions
-# Examination p(seen | pos, device) = (1/pos)^η. Devices not listed here get UNKNOWN_ETA.
-DEVICE_ETA = {"desktop": 0.5, "tablet": 1.0, "mobile": 1.5}
-UNKNOWN_ETA = 1.0
-DEVICE_SHARE = {"desktop": 0.5, "mobile": 0.35, "tablet": 0.15}
-JUDGED_DEVICE = "unknown"  # device_type of judged lists; not a simulated device
-CLICK_MODELS = ("pbm", "cascade")
-_DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def check_devices(devices) -> list[str]:
-    """Validated device names; any well-formed name is allowed (unknown ones get η=1)."""
-    devices = list(devices or [])
-    if not devices:
-        raise RankerError("--devices: give at least one device, e.g. desktop,mobile,tablet")
-    for name in devices:
-        if not isinstance(name, str) or not _DEVICE_NAME.match(name):
-            raise RankerError(f"--devices: {name!r} is not a device name (letters, digits, _ . -)")
-        if name == JUDGED_DEVICE:
-            raise RankerError(f"--devices: '{JUDGED_DEVICE}' is reserved for judged lists")
-    if len(set(devices)) != len(devices):
-        raise RankerError(f"--devices: duplicate device in {','.join(devices)}")
-    return devices
+def gain(relevance: np.ndarray, max_relevance: float) -> np.ndarray:
+    """(2^r − 1)/(2^max − 1): the usual graded gain, 0 for an irrelevant item, 1 for the best."""
+    return (np.exp2(relevance) - 1.0) / (2.0 ** max(max_relevance, 1.0) - 1.0)
 
 
-def device_eta(device: str) -> float:
-    return DEVICE_ETA.get(device, UNKNOWN_ETA)
+def position_noise(trust_bias: float, num_positions: int = NUM_SHOWN,
+                   noise: float = CLICK_NOISE) -> np.ndarray:
+    """ε_k = ε·(1 + T/k) for k = 1..num_positions (options.TRUST_BIAS_FORM); ε everywhere at T = 0.
 
-
-def examination_curve(device: str, num_positions: int = NUM_SHOWN) -> np.ndarray:
-    """p(seen | pos, device) for pos 1..num_positions: 1 at the top, steeper on small screens."""
-    return (1.0 / np.arange(1, num_positions + 1)) ** device_eta(device)
-
-
-def device_shares(devices: list[str]) -> dict[str, float]:
-    """Traffic share of each device: the defaults renormalised over the devices given.
-
-    An unknown device gets the weight 1/len(devices) before renormalising (all-unknown → equal).
+    Trust bias (Agarwal et al. 2019): users trust the top of the list, so examined irrelevant
+    items are clicked more often there: ε(1+T) at position 1, falling towards ε further down.
     """
-    weights = np.array([DEVICE_SHARE.get(d, 1.0 / len(devices)) for d in devices])
-    weights = weights / weights.sum()
-    return {d: float(w) for d, w in zip(devices, weights)}
+    return noise * (1.0 + trust_bias / np.arange(1, num_positions + 1))
 
 
-def attractiveness(relevance: np.ndarray, max_relevance: float, noise: float = CLICK_NOISE) -> np.ndarray:
-    """p(click | seen, r) = ε + (1−ε)(2^r − 1)/(2^max − 1): the usual graded-gain click curve."""
-    gain = (np.exp2(relevance) - 1.0) / (2.0 ** max(max_relevance, 1.0) - 1.0)
-    return noise + (1.0 - noise) * gain
+def attractiveness(gains: np.ndarray, noise: np.ndarray | float = CLICK_NOISE) -> np.ndarray:
+    """p(click | seen, r, k) = ε_k + (1−ε_k)·gain(r); `noise` broadcasts over the last (position) axis."""
+    return noise + (1.0 - noise) * gains
 
 
 def policy_scores(latent_z: np.ndarray, stale_z: np.ndarray, quality: float) -> np.ndarray:

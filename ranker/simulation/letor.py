@@ -72,40 +72,7 @@ def read_letor(path: str) -> LetorFile:
     """Reads a qid-layout or group-file-layout SVMlight file; RankerError names file and line."""
     if not os.path.isfile(path):
         raise RankerError(f"{path}: LETOR file not found")
-    labels: list[float] = []
-    qids: list[str] = []
-    chunks: list[str] = []
-    counts: list[int] = []
-    linenos: list[int] = []
-    has_qid: bool | None = None
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            body = raw.split("#", 1)[0].strip()
-            if not body:
-                continue
-            parts = body.split(None, 1)
-            try:
-                labels.append(float(parts[0]))
-            except ValueError:
-                raise RankerError(f"{path}:{lineno}: label {parts[0]!r} is not a number") from None
-            rest = parts[1] if len(parts) > 1 else ""
-            line_has_qid = rest.startswith("qid:")
-            if has_qid is None:
-                has_qid = line_has_qid
-            elif has_qid != line_has_qid:
-                raise RankerError(f"{path}:{lineno}: mixes lines with and without 'qid:'")
-            if line_has_qid:
-                qparts = rest.split(None, 1)
-                qid = qparts[0][4:]
-                if not qid:
-                    raise RankerError(f"{path}:{lineno}: empty qid")
-                qids.append(qid)
-                rest = qparts[1] if len(qparts) > 1 else ""
-            chunks.append(rest)
-            counts.append(rest.count(":"))
-            linenos.append(lineno)
-    if not labels:
-        raise RankerError(f"{path}: no data lines")
+    labels, qids, chunks, counts, linenos, has_qid = _read_lines(path)
     index, values = _parse_pairs(path, chunks, counts, linenos)
     labels_arr = np.asarray(labels, dtype=np.float64)
     counts_arr = np.asarray(counts, dtype=np.int64)
@@ -133,6 +100,45 @@ def read_letor(path: str) -> LetorFile:
         has_qid=bool(has_qid),
         group_file=group_file,
     )
+
+
+def _read_lines(path: str):
+    """Per data line: label, qid (qid layout), the 'idx:val' text, its token count, line number;
+    and whether the file uses the qid layout."""
+    labels: list[float] = []
+    qids: list[str] = []
+    chunks: list[str] = []
+    counts: list[int] = []
+    linenos: list[int] = []
+    has_qid: bool | None = None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            body = raw.split("#", 1)[0].strip()
+            if not body:
+                continue
+            parts = body.split(None, 1)
+            try:
+                labels.append(float(parts[0]))
+            except ValueError:
+                raise RankerError(f"{path}:{lineno}: label {parts[0]!r} is not a number") from None
+            rest = parts[1] if len(parts) > 1 else ""
+            line_has_qid = rest.startswith("qid:")
+            if has_qid is None:
+                has_qid = line_has_qid
+            elif has_qid != line_has_qid:
+                raise RankerError(f"{path}:{lineno}: mixes lines with and without 'qid:'")
+            if line_has_qid:
+                qparts = rest.split(None, 1)
+                if not qparts[0][4:]:
+                    raise RankerError(f"{path}:{lineno}: empty qid")
+                qids.append(qparts[0][4:])
+                rest = qparts[1] if len(qparts) > 1 else ""
+            chunks.append(rest)
+            counts.append(rest.count(":"))
+            linenos.append(lineno)
+    if not labels:
+        raise RankerError(f"{path}: no data lines")
+    return labels, qids, chunks, counts, linenos, has_qid
 
 
 def _parse_pairs(path, chunks, counts, linenos) -> tuple[np.ndarray, np.ndarray]:

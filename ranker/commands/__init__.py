@@ -1,0 +1,1 @@
+"""One module per group of verbs: each adds its parsers and holds the thin handlers."""

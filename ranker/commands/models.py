@@ -1,0 +1,137 @@
+"""`ranker train` and `ranker evaluate`: flags, defaults taken from ModelConfig."""
+from __future__ import annotations
+
+import argparse
+
+from ranker import artifacts
+from ranker.errors import RankerError
+
+
+def _train(args, beam_args):
+    from ranker.models import train
+
+    return train.train(
+        data_dir=args.data,
+        model_dir=args.model_dir,
+        variant=args.variant,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        position_dropout=args.position_dropout,
+        bias_dropout=args.bias_dropout,
+        loss=args.loss,
+        learning_rate=args.learning_rate,
+        strategy=args.strategy,
+        backup_every=args.backup_every,
+        bias_learning_rate=args.bias_learning_rate,
+        lr_schedule=args.lr_schedule,
+        min_steps=args.min_steps,
+        patience=args.patience,
+        split=args.split,
+        ips_clip=args.ips_clip,
+        propensities=args.propensities,
+        restart=args.restart,
+        embedding_dim=args.embedding_dim,
+        hidden_units=_hidden_units(args.hidden_units),
+        dnn_dropout=args.dnn_dropout,
+        dnn_norm=args.dnn_norm,
+        numeric_transform=args.numeric_transform,
+    )
+
+
+def _hidden_units(text: str) -> tuple[int, ...]:
+    """`--hidden-units 64,32` → (64, 32); ModelConfig checks they are positive."""
+    try:
+        return tuple(int(u) for u in text.split(","))
+    except ValueError:
+        raise RankerError(f"--hidden-units takes comma-separated integers, got {text!r}") from None
+
+
+def _evaluate(args, beam_args):
+    from ranker.models import evaluate
+
+    if bool(args.model_dir) == bool(args.saved_model):
+        raise RankerError("evaluate: give exactly one of --model-dir or --saved-model")
+    return evaluate.evaluate_to_file(
+        data_dir=args.data,
+        model_dir=args.model_dir,
+        saved_model=args.saved_model,
+        split=args.split,
+        output=args.output,
+    )
+
+
+def add_train(sub):
+    p = sub.add_parser("train", help="train one model variant on preprocess output",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="preprocess output folder")
+    p.add_argument("--model-dir", required=True,
+                   help="folder for checkpoints, model_config.json, TensorBoard logs; an existing one is "
+                        "resumed (with the same flags and data only; --epochs, --min-steps and --patience "
+                        "may change)")
+    p.add_argument("--restart", action="store_true",
+                   help="delete the model dir's checkpoints, config, logs and metrics first and train afresh")
+    from ranker.models import config as model_config  # light: no TensorFlow
+
+    p.add_argument("--variant", choices=model_config.VARIANTS, default=model_config.ModelConfig.variant,
+                   help="naive: clicks as labels; position-feature: position as an input (anti-pattern); "
+                        "additive/pal: two towers; ips: inverse-propensity weights; dla: dual learning; "
+                        "oracle: true grades")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="maximum epochs (%(default)s: clip(ceil(min_steps / steps per epoch), 3, 100))")
+    p.add_argument("--min-steps", type=int, default=model_config.ModelConfig.min_steps,
+                   help="without --epochs, plan at least this many optimizer steps")
+    p.add_argument("--patience", type=int, default=model_config.ModelConfig.patience,
+                   help="stop after this many epochs without a lower eval click log-loss and keep the "
+                        "best epoch (0: train every epoch, keep the last)")
+    p.add_argument("--batch-size", type=int, default=model_config.ModelConfig.batch_size,
+                   help="lists per batch (at least 1)")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and dropout")
+    p.add_argument("--position-dropout", type=float, default=model_config.ModelConfig.position_dropout,
+                   help="probability of replacing a position by 'unknown' in the bias tower")
+    p.add_argument("--bias-dropout", type=float, default=0.0,
+                   help="probability of zeroing the whole bias logit (Zhang et al. use 0.5)")
+    p.add_argument("--loss", choices=model_config.LOSSES, default=None,
+                   help="%(default)s: listwise for dla (its softmax losses), pointwise otherwise")
+    p.add_argument("--learning-rate", type=float, default=model_config.ModelConfig.learning_rate,
+                   help="peak rate of the relevance tower's Adam, in (0, 1]")
+    p.add_argument("--bias-learning-rate", type=float, default=model_config.ModelConfig.bias_learning_rate,
+                   help="peak rate of the bias tower's own Adam (pal, additive, dla), in (0, 1]")
+    p.add_argument("--lr-schedule", choices=model_config.LR_SCHEDULES, default=model_config.ModelConfig.lr_schedule,
+                   help="cosine: linear warm-up then cosine decay over the planned steps")
+    p.add_argument("--split", default=model_config.ModelConfig.split,
+                   help="split to train on; the oracle may train on `judged` (full candidate lists)")
+    p.add_argument("--ips-clip", type=float, default=model_config.ModelConfig.ips_clip,
+                   help="largest inverse-propensity weight of ips and dla")
+    p.add_argument("--propensities", default=None,
+                   help="ips: JSON {device: [p1, p2, ...]} (%(default)s: the data dir's truth.json)")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multi-worker"), default="default",
+                   help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG")
+    p.add_argument("--backup-every", type=int, default=100,
+                   help="batches between mid-epoch backups a killed job resumes from (0: off)")
+    tower = model_config.ModelConfig  # the relevance tower's sizes and number handling
+    p.add_argument("--embedding-dim", type=int, default=tower.embedding_dim,
+                   help="size of every FM field embedding")
+    p.add_argument("--hidden-units", default=",".join(map(str, tower.hidden_units)),
+                   help="relevance DNN layer sizes, comma-separated")
+    p.add_argument("--dnn-dropout", type=float, default=tower.dnn_dropout,
+                   help="dropout after each relevance DNN layer, in [0, 1)")
+    p.add_argument("--dnn-norm", choices=model_config.DNN_NORMS, default=tower.dnn_norm,
+                   help="normalisation of the relevance DNN's input")
+    p.add_argument("--numeric-transform", choices=model_config.NUMERIC_TRANSFORMS,
+                   default=tower.numeric_transform,
+                   help="numbers and vector dimensions: signed log1p then standardise, or standardise "
+                        "only; both clipped to ±5")
+    p.set_defaults(func=_train)
+
+
+def add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="metrics of a trained model or an exported SavedModel",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model-dir", help="a trained model dir (full click model: relevance and bias)")
+    p.add_argument("--saved-model", help="an exported version folder (relevance tower only)")
+    p.add_argument("--data", required=True, help="preprocess output to evaluate on")
+    p.add_argument("--split", choices=(*artifacts.SPLITS, "all", "default"), default="default",
+                   help="default: eval and judged")
+    p.add_argument("--output", help="metrics.json path (%(default)s: beside the model)")
+    p.set_defaults(func=_evaluate)
