@@ -61,16 +61,20 @@ def _evaluate(args, beam_args):
     )
 
 
-def add_train(sub):
-    p = sub.add_parser("train", help="train one model variant on preprocess output",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="preprocess output folder")
+def _add_model_dir(p) -> None:
     p.add_argument("--model-dir", required=True,
                    help="folder for checkpoints, model_config.json, TensorBoard logs; an existing one is "
                         "resumed (with the same flags and data only; --epochs, --min-steps and --patience "
                         "may change)")
     p.add_argument("--restart", action="store_true",
                    help="delete the model dir's checkpoints, config, logs and metrics first and train afresh")
+
+
+def add_train(sub):
+    p = sub.add_parser("train", help="train one model variant on preprocess output",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="preprocess output folder")
+    _add_model_dir(p)
     from ranker.models import config as model_config  # light: no TensorFlow
 
     p.add_argument("--variant", choices=model_config.VARIANTS, default=model_config.ModelConfig.variant,

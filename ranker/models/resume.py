@@ -80,13 +80,11 @@ def check_same_flags(model_dir: str, config: ModelConfig, options: dict) -> None
                           f" the same flags, or {ADVICE}")
 
 
-def apply_budget(config: ModelConfig, options: dict) -> bool:
-    """Takes the budget fields of `options` into `config`; whether any changed."""
-    changed = False
-    for name in BUDGET:
-        if name in options and options[name] != getattr(config, name):
-            setattr(config, name, options[name])
-            changed = True
+def apply_budget(config: ModelConfig, options: dict) -> set[str]:
+    """Takes the budget fields of `options` into `config`; the names of those that changed."""
+    changed = {name for name in BUDGET if name in options and options[name] != getattr(config, name)}
+    for name in changed:
+        setattr(config, name, options[name])
     if changed:
         config.__post_init__()  # range checks
     return changed

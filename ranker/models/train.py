@@ -103,7 +103,6 @@ def _prepare(model_dir: str, data_dir: str, options: dict, epochs: int | None,
     """A fresh model dir gets config + spec copy; an existing one is resumed if it matches."""
     if restart:
         resume.restart(model_dir)
-    os.makedirs(model_dir, exist_ok=True)
     data_spec = data.data_spec(data_dir)
     if not os.path.exists(os.path.join(data_dir, STATS_FILE)):
         raise RankerError(f"{data_dir}: no {STATS_FILE}, so the `ranker preprocess` run that wrote it did"
@@ -112,6 +111,7 @@ def _prepare(model_dir: str, data_dir: str, options: dict, epochs: int | None,
     if os.path.exists(os.path.join(model_dir, CONFIG_FILE)):
         return _resumed(model_dir, data_dir, data_spec, options, epochs)
     check_split(data_dir, options.get("split", TRAIN), options["variant"], data_spec)
+    os.makedirs(model_dir, exist_ok=True)
     spec = copy_spec_into(model_dir, data_spec)
     config = _new_config(data_dir, spec, options, epochs)
     config.data_fingerprint = resume.data_fingerprint(data_dir, data_spec)
@@ -126,9 +126,10 @@ def _resumed(model_dir: str, data_dir: str, data_spec, options: dict, epochs: in
     resume.check_same_flags(model_dir, config, {k: v for k, v in options.items() if k != "propensity_source"})
     resume.check_same_data(model_dir, config, data_dir, data_spec, spec)
     check_split(data_dir, config.split, config.variant, spec)
-    replan = resume.apply_budget(config, options) or epochs is not None
-    if replan:
+    changed = resume.apply_budget(config, options)
+    if epochs is not None or "min_steps" in changed:
         config.epochs = schedule.plan_epochs(config.steps_per_epoch, epochs, config.min_steps)
+    if changed or epochs is not None:
         config.save(model_dir)
     return config, spec
 

@@ -54,6 +54,9 @@ class RankingModel(tfrs.models.Model):
         # the epoch mean of the training loss, as the progress bar shows it (TFRS reports the last
         # batch's value, which Keras's History then records as the epoch's loss)
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+        # Every log is a metric result, already reduced over all replicas and workers: Keras's
+        # default ("auto": "sum" off TPU) would add up the workers' identical copies.
+        self.distribute_reduction_method = "first"
         self.bias_optimizer = None  # set by schedule.build
 
     def call(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
@@ -153,25 +156,18 @@ class RankingModel(tfrs.models.Model):
         self.optimizer.apply_gradients([(g, v) for g, v in pairs if v.ref() not in refs])
         if bias:
             self.bias_optimizer.apply_gradients([(g, v) for g, v in pairs if v.ref() in refs])
-        return self._logs(loss * replicas, regularization_loss)
+        return self._logs(loss * replicas)
 
     def test_step(self, inputs):
         """The loss through the same epoch-mean tracker as train_step (val_loss)."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        loss = self.compute_loss(inputs, training=False)
-        regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses]) / replicas
-        return self._logs(loss, regularization_loss)
+        return self._logs(self.compute_loss(inputs, training=False))
 
-    def _logs(self, loss: tf.Tensor, regularization_loss: tf.Tensor) -> dict:
-        """Epoch means of the metrics and of the loss (one replica's loss, averaged over replicas
-        and batches by the metric's synchronisation, so Keras must not sum it); the regularization
-        loss (divided by the replicas: Keras sums raw outputs) only where a layer adds one (none
-        does today; it printed 0 in every progress line)."""
+    def _logs(self, loss: tf.Tensor) -> dict:
+        """Epoch means: the metrics and the loss (one replica's, averaged over replicas and batches
+        by the metric's synchronisation). A layer's regularization losses (none today) would be
+        optimised, not reported: a constant `regularization_loss: 0.0000e+00` filled every line."""
         self.loss_tracker.update_state(loss)
-        logs = {m.name: m.result() for m in self.metrics}
-        if self.losses:
-            logs["regularization_loss"] = regularization_loss
-        return logs
+        return {m.name: m.result() for m in self.metrics}
 
     def reference_logit(self, ds, max_batches: int = readoff.REFERENCE_BATCHES) -> float | None:
         """The median relevance logit of the shown items of `ds` (the read-off's reference item)."""
