@@ -135,6 +135,33 @@ def world_seed_task(world: str, sim_seed: int, root: str, train_seeds: int, tree
     return {"world": world, "sim_seed": sim_seed, "runs": runs, "truth": truth}
 
 
+def collect(worlds: list[str], sim_seeds: int, root: Path) -> tuple[dict, list]:
+    """The finished runs on disk (--report-only): what a run would have returned, for the
+    (world, seed)s whose data exist; unfinished runs are left out and the report says how many
+    simulation seeds each world has."""
+    results: dict = {}
+    ids_tasks = []
+    for world in worlds:
+        for seed in range(sim_seeds):
+            base = root / world / f"seed{seed}"
+            if world == IDS:
+                if (base / "runs").exists():
+                    ids_tasks.append(scoreboard_clicks.collect_ids(base, seed))
+                continue
+            runs_dir = base / "runs"
+            if not runs_dir.exists():
+                continue
+            entry = results.setdefault(world, {"runs": {}, "truths": []})
+            order = {a: i for i, a in enumerate([*NEURAL, UNBIASED, ORACLE, *TREES])}
+            for metrics in sorted(runs_dir.glob("*/seed*/metrics.json"),
+                                  key=lambda m: (order.get(m.parent.parent.name, 99), str(m))):
+                arm = metrics.parent.parent.name
+                run = json.loads(metrics.read_text())
+                entry["runs"].setdefault(arm, []).append({**run, "sim_seed": seed})
+            entry["truths"].append(json.loads((base / "data" / "truth.json").read_text()))
+    return results, ids_tasks
+
+
 def run_all(worlds: list[str], sim_seeds: int, train_seeds: int, root: Path, workers: int,
             trees: bool, size_args: dict) -> dict:
     tasks = [(w, s) for s in range(sim_seeds) for w in worlds]  # seed-major: every world gets seeds 0, 1 first
@@ -170,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-seeds", type=int, default=2, help="training seeds per arm and world")
     parser.add_argument("--workers", type=int, default=2, help="parallel (world, seed) tasks")
     parser.add_argument("--no-trees", action="store_true", help="skip the tree peers (no bench extra)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs already finished under --output")
     parser.add_argument("--prepare-only", action="store_true",
                         help="only simulate and preprocess every (world, seed); train nothing")
     parser.add_argument("--num-queries", type=int, default=None,
@@ -189,8 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.sessions_per_query:
         size_args["all"] = ["--sessions-per-query", str(args.sessions_per_query)]
     root = Path(args.output)
-    results, ids_tasks = run_all(worlds, args.sim_seeds, 0 if args.prepare_only else args.train_seeds,
-                                 root / "worlds", args.workers, not args.no_trees, size_args)
+    if args.report_only:
+        results, ids_tasks = collect(worlds, args.sim_seeds, root / "worlds")
+    else:
+        results, ids_tasks = run_all(worlds, args.sim_seeds, 0 if args.prepare_only else args.train_seeds,
+                                     root / "worlds", args.workers, not args.no_trees, size_args)
     if args.prepare_only:
         return 0
     board = scoreboard_report.build(results, FIXED_LISTS, DEFAULT_CANDIDATES, TREES if not args.no_trees else (),

@@ -43,6 +43,20 @@ def ids_task(sim_seed: int, root: str, train_seeds: int, cli) -> dict:
     return {"sim_seed": sim_seed, "log_loss": out, "impressions": impressions}
 
 
+def collect_ids(base: Path, sim_seed: int) -> dict:
+    """One seed of the id-only world from disk: finished neural runs, click models refitted."""
+    data = base / "data"
+    out: dict = {}
+    for metrics in sorted((base / "runs").glob("*/seed*/metrics.json")):
+        out.setdefault(metrics.parent.parent.name, []).append(
+            json.loads(metrics.read_text())["clicks"]["log_loss"])
+    for model in CLICK_MODELS:
+        out[model] = [click_models.fit_and_score(model, str(data))["log_loss"]]
+    with open(data / "stats.json") as fh:
+        impressions = json.load(fh)["impressions"]
+    return {"sim_seed": sim_seed, "log_loss": out, "impressions": impressions}
+
+
 def _t_interval(values: list[float]) -> list[float] | None:
     if len(values) < 2:
         return None
@@ -51,7 +65,7 @@ def _t_interval(values: list[float]) -> list[float] | None:
 
 
 def summarise(tasks: list[dict], reference: str = "pbm") -> dict:
-    arms = list(tasks[0]["log_loss"])
+    arms = [a for a in tasks[0]["log_loss"] if all(t["log_loss"].get(a) for t in tasks)]
     per_seed = {a: [float(np.mean(t["log_loss"][a])) for t in tasks] for a in arms}
     out = {}
     for arm in arms:

@@ -94,7 +94,8 @@ def markdown(board: dict, plots: list[str]) -> str:
     lines += summary_table(board)
     for world, result in board["datasets"].items():
         lines += ["", f"## {world}", "", report.describe_world(result["world"]),
-                  f"({result['lists']} test lists)", ""]
+                  f"({result['lists']} test lists, {result['world'].get('simulation_seeds')} "
+                  "simulation seeds)", ""]
         lines += report.table(result)
         lines.append("")
         lines += [f"![{Path(p).name}]({Path(p).name})" for p in plots if Path(p).stem.endswith(world)]

@@ -159,7 +159,7 @@ def compare(runs_by_arm: dict[str, list[dict]], half: str | None, fixed_lists: b
 def _world(data_dir: str) -> dict:
     truth = read_json(os.path.join(data_dir, TRUTH_FILE))
     if truth is None:
-        return {"world": f"click logs without {TRUTH_FILE} (no simulation)"}
+        return {}
     keys = ("world", "logging_quality", "click_model", "impressions", "clicks", "propensity",
             "examination_rate", "devices")
     return {k: truth.get(k) for k in keys if truth.get(k) is not None}

@@ -137,13 +137,11 @@ def write_plots(report: dict, output_dir: str) -> list[str]:
 
 
 def describe_world(world: dict) -> str:
-    if "world" in world and "logging_quality" not in world:
-        return str(world["world"])
-    parts = [f"world {world.get('world')}", f"logging quality {world.get('logging_quality')}",
-             f"click model {world.get('click_model')}"]
-    if world.get("impressions") is not None:
-        parts.append(f"{world['impressions']} impressions, {world.get('clicks')} clicks")
-    return ", ".join(parts)
+    """One line on what the data is; only what is known (no 'None' for logs without a truth)."""
+    labels = (("world", "world {}"), ("logging_quality", "logging quality {}"),
+              ("click_model", "click model {}"), ("impressions", "{} impressions"), ("clicks", "{} clicks"))
+    parts = [text.format(world[key]) for key, text in labels if world.get(key) is not None]
+    return ", ".join(parts) if parts else "click logs without a simulation's truth.json"
 
 
 def table(result: dict, baseline: str = "naive") -> list[str]:

@@ -1,6 +1,7 @@
 """`ranker run`: the whole pipeline on the built-in synthetic world, every artefact under --workdir.
 
-simulate → preprocess → train naive and additive → evaluate → export additive (to a staging base)
+simulate → preprocess → train naive and the default two-tower variant → evaluate → export the
+two-tower model's relevance tower (to a staging base)
 → validate against the last pushed version → push if blessed (to the base TF Serving polls), then a
 short table: what debiasing bought on judged lists and how well the bias tower found the truth.
 """
@@ -13,8 +14,10 @@ import sys
 import time
 
 from ranker.artifacts import LOG_GLOB, TRUTH_FILE, read_json, write_json
+from ranker.models.config import ModelConfig
 
-VARIANTS = ("naive", "additive")
+DEBIASED = ModelConfig.variant  # `ranker train`'s default two-tower variant (chosen on the scoreboard)
+VARIANTS = ("naive", DEBIASED)
 RUN_SUMMARY = "run_summary.json"
 logger = logging.getLogger(__name__)
 
@@ -30,9 +33,9 @@ def format_table(metrics: dict, truth: dict | None, export_dir: str, validation:
         error = m.get("propensity_error")
         lines.append(f"{variant:<11} {m['judged']['ndcg@10']:>14.4f}   {m['clicks']['auc']:>9.4f}"
                      f"   {'–' if error is None else f'{error:.4f}':>16}")
-    learned = metrics.get("additive", {}).get("propensity", {})
+    learned = metrics.get(DEBIASED, {}).get("propensity", {})
     if learned and truth:
-        lines += ["", "examination vs position 1 (learned by the additive bias tower / true)"]
+        lines += ["", f"examination vs position 1 (learned by the {DEBIASED} bias tower / true)"]
         for device, curve in learned.items():
             true_curve = truth.get(device, [])
             pairs = [f"{a:.2f}/{b:.2f}" for a, b in zip(curve[1:5], true_curve[1:5])]
@@ -73,8 +76,8 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
         _step(f"4/6 evaluating {variant}")
         metrics[variant] = evaluate.evaluate_to_file(data_dir, model_dir=model_dir)
     staging, serving = (os.path.join(workdir, base, "ranker") for base in ("staging", "serving"))
-    _step(f"5/6 exporting the additive relevance tower under {staging}")
-    candidate = export.export(os.path.join(workdir, "models", "additive"), staging)["export_dir"]
+    _step(f"5/6 exporting the {DEBIASED} relevance tower under {staging}")
+    candidate = export.export(os.path.join(workdir, "models", DEBIASED), staging)["export_dir"]
     _step(f"6/6 validating the export against the last version pushed to {serving}")
     validation = validate.validate(candidate, push.last_pushed(serving), data_dir,
                                    min_ndcg=min_ndcg, max_regression=0.01)
@@ -85,7 +88,7 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
         "workdir": os.path.abspath(workdir),
         "seconds": round(time.time() - started, 1),
         "judged_ndcg@10": {v: m["judged"]["ndcg@10"] for v, m in metrics.items()},
-        "propensity_error": metrics["additive"].get("propensity_error"),
+        "propensity_error": metrics[DEBIASED].get("propensity_error"),
         "export_dir": candidate,
         "blessed": validation["blessed"],
         "pushed": pushed,

@@ -185,7 +185,7 @@ def _options(variant: str, loss: str | None, options: dict) -> dict:
     return {**options, "variant": variant, "loss": loss}
 
 
-def train(data_dir: str, model_dir: str, variant: str = "additive", epochs: int | None = None,
+def train(data_dir: str, model_dir: str, variant: str = ModelConfig.variant, epochs: int | None = None,
           loss: str | None = None, verbose: int = 1, strategy: str = "default",
           backup_every: int = BACKUP_EVERY, propensities: str | None = None, restart: bool = False,
           **options) -> dict:
