@@ -84,3 +84,20 @@ def write_tiny_data(root: Path, n_train: int = 600, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> str:
     return os.fspath(write_tiny_data(tmp_path_factory.mktemp("tiny_data")))
+
+
+@pytest.fixture(scope="module")
+def keras_model(model_dir):
+    """The Keras relevance tower of the module's `model_dir` fixture, with its spec."""
+    from ranker.serving import export
+
+    model, _, spec = export._built_model(model_dir)
+    return model, spec
+
+
+@pytest.fixture(scope="module")
+def lists(tiny_data, keras_model):
+    """A few logged lists of the judged split as (candidates, context)."""
+    from ranker.serving import warmup
+
+    return warmup.elwc_requests(tiny_data, keras_model[1], 6, splits=("judged",))

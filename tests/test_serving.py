@@ -41,18 +41,6 @@ def loaded(exported):
     return tf.saved_model.load(exported["export_dir"])
 
 
-@pytest.fixture(scope="module")
-def keras_model(model_dir):
-    model, _, spec = export._built_model(model_dir)
-    return model, spec
-
-
-@pytest.fixture(scope="module")
-def lists(tiny_data, keras_model):
-    """A few logged lists of the judged split as (candidates, context)."""
-    return warmup.elwc_requests(tiny_data, keras_model[1], 6, splits=("judged",))
-
-
 # --- the SavedModel ---------------------------------------------------------------------------
 
 def test_export_layout(exported, export_base, tiny_data):

@@ -16,7 +16,7 @@ from tensorflow_serving.apis import input_pb2, predict_pb2
 
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.serving import client, export, warmup
+from ranker.serving import client, export
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +27,6 @@ def model_dir(tiny_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def loaded(model_dir, tmp_path_factory):
     return tf.saved_model.load(shared_export(model_dir, tmp_path_factory)["export_dir"])
-
-
-@pytest.fixture(scope="module")
-def keras_model(model_dir):
-    model, _, spec = export._built_model(model_dir)
-    return model, spec
-
-
-@pytest.fixture(scope="module")
-def lists(tiny_data, keras_model):
-    """A few logged lists of the judged split as (candidates, context)."""
-    return warmup.elwc_requests(tiny_data, keras_model[1], 6, splits=("judged",))
 
 
 # --- REST and gRPC requests -------------------------------------------------------------------
