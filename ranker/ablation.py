@@ -126,6 +126,7 @@ def _pick(runs: list[dict], *path):
 def summarise_runs(runs: list[dict]) -> dict:
     """Per-run figures of one arm (mean ± std over its runs) and its mean learned propensity."""
     summary = {
+        "runs": len(runs),
         "click_auc": mean_std(_pick(runs, "clicks", "auc")),
         "click_log_loss": mean_std(_pick(runs, "clicks", "log_loss")),
         "propensity_error": mean_std(_pick(runs, "propensity_error")),

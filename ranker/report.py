@@ -145,10 +145,11 @@ def describe_world(world: dict) -> str:
 
 
 def table(result: dict, baseline: str = "naive") -> list[str]:
-    lines = [f"| arm | judged nDCG@10 [95% CI] | vs {baseline} | gap recovered | click log-loss "
-             "| propensity error |", "|---|---|---|---|---|---|"]
+    lines = [f"| arm | runs | judged nDCG@10 [95% CI] | vs {baseline} | gap recovered | click log-loss "
+             "| propensity error |", "|---|---|---|---|---|---|---|"]
     for arm, s in result["arms"].items():
-        lines.append(f"| {arm} | {fmt_ci(s.get('judged_ndcg@10'))} | {fmt_diff(s.get('vs_' + baseline))} "
+        lines.append(f"| {arm} | {s.get('runs', '–')} | {fmt_ci(s.get('judged_ndcg@10'))} "
+                     f"| {fmt_diff(s.get('vs_' + baseline))} "
                      f"| {fmt_share(s.get('gap_recovered'))} | {fmt_std(s.get('click_log_loss'))} "
                      f"| {fmt_std(s.get('propensity_error'))} |")
     return lines

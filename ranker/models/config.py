@@ -41,7 +41,9 @@ def _flag(name: str) -> str:
 
 @dataclasses.dataclass
 class ModelConfig:
-    variant: str = "additive"
+    # The default two-tower variant: chosen on the scoreboard's validation half (benchmarks/
+    # scoreboard.py; README "How it compares"), PAL over additive.
+    variant: str = "pal"
     loss: str = "pointwise"
     embedding_dim: int = 8
     hidden_units: tuple[int, ...] = (64, 32)
