@@ -11,6 +11,12 @@ import logging
 import os
 
 QUIET, DEFAULT, VERBOSE = -1, 0, 1
+# Beam warns on the root logger at import when its optional GCP client is absent: not our user's concern
+_DROPPED = ("apitools not found",)
+
+
+def _keep(record: logging.LogRecord) -> bool:
+    return not any(text in str(record.msg) for text in _DROPPED)
 _NOISY = ("tensorflow", "absl", "apache_beam", "h5py", "matplotlib", "urllib3", "botocore")
 
 
@@ -18,6 +24,9 @@ def setup(verbosity: int = DEFAULT) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbosity >= VERBOSE else "3")
     own = logging.WARNING if verbosity <= QUIET else logging.DEBUG if verbosity >= VERBOSE else logging.INFO
     logging.basicConfig(format="%(name)s: %(message)s", level=logging.WARNING, force=True)
+    if verbosity < VERBOSE:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_keep)
     logging.getLogger("ranker").setLevel(own)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.INFO if verbosity >= VERBOSE else logging.ERROR)

@@ -141,6 +141,8 @@ def describe_world(world: dict) -> str:
     labels = (("world", "world {}"), ("logging_quality", "logging quality {}"),
               ("click_model", "click model {}"), ("impressions", "{} impressions"), ("clicks", "{} clicks"))
     parts = [text.format(world[key]) for key, text in labels if world.get(key) is not None]
+    if world.get("devices"):
+        parts.append("devices " + ", ".join(world["devices"]))
     return ", ".join(parts) if parts else "click logs without a simulation's truth.json"
 
 

@@ -1,6 +1,6 @@
 """The single feature spec: what the Beam job writes, what the model reads and what serving parses.
 
-A spec is JSON (SPEC.md, "Impression log"): context features describe a request, item features a
+A spec is JSON (docs/schema.md, "Feature spec"): context features describe a request, item features a
 shown candidate. Everything that touches features derives from it: ELWC parse specs, model input
 metadata and the serving parse spec. Reserved log fields (position, device, labels) live here too so
 no module spells them on its own.

@@ -7,17 +7,19 @@ importing each other.
 from __future__ import annotations
 
 import gc
-import sys
+import logging
 
 import apache_beam as beam
 
 NAMESPACE = "ranker.preprocess"  # every Beam counter of the job
 PROGRESS_EVERY = 250_000  # lines read / impressions written between progress lines on stderr
 
+logger = logging.getLogger("ranker.pipeline.preprocess")
+
 
 def progress(message: str) -> None:
-    """A progress line on stderr (worker processes share the job's stderr)."""
-    print(f"[preprocess] {message}", file=sys.stderr, flush=True)
+    """A progress line through `logging` (ranker.logs shows it on stderr)."""
+    logger.info(message)
 
 
 

@@ -199,7 +199,7 @@ def _count_list(counts: collections.Counter, lst: tuple, split: str) -> None:
 
 
 def format_stats(counts: dict) -> dict:
-    """Summed counts → the stats.json layout of SPEC.md.
+    """Summed counts → the stats.json layout of docs/schema.md.
 
     CTR-by-position dicts are built in numeric position order ("1", "2", …, "10"); JSON objects
     keep that order as long as nobody writes them with sort_keys.

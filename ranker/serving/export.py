@@ -15,7 +15,7 @@ signature, the saved checkpoint holds exactly the relevance tower's variables, a
 model whose scores are NaN or infinite is refused as such).
 
 The `position-feature` baseline exports too: its relevance tower scores every candidate at the
-fixed serving position with an unknown device (SPEC.md), since position and device are not inputs.
+fixed serving position with an unknown device, since position and device are not inputs.
 """
 from __future__ import annotations
 

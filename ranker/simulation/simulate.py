@@ -1,6 +1,6 @@
 """`ranker simulate`: a world, a logging policy and a click model → impression logs and the truth.
 
-Writes into the output folder (SPEC.md, "Impression log"):
+Writes into the output folder (docs/schema.md, "Impression logs"):
     impressions.jsonl.gz   one line per shown item of every session, with `clicked`
     judged.jsonl.gz        full candidate lists of the judged queries, `relevance` but no `clicked`
     feature_spec.json      the features the lines carry; max_list_size fits every judged list
