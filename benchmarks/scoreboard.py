@@ -119,14 +119,14 @@ def _init_worker() -> None:
 
 
 def world_seed_task(world: str, sim_seed: int, root: str, train_seeds: int, trees: bool,
-                    size_args: dict) -> dict:
+                    size_args: dict, other_seeds: int = 1) -> dict:
     """Everything of one (world, simulation seed): {arm: [metrics of each training seed]}."""
     dirs = prepare(world, sim_seed, Path(root), size_args)
     if train_seeds == 0:  # --prepare-only
         return {"world": world, "sim_seed": sim_seed, "runs": {}, "truth": {}}
     runs: dict[str, list] = {}
     for arm in arms_for(dirs, trees):
-        for seed in range(train_seeds if arm.label in MAIN_ARMS else 1):
+        for seed in range(train_seeds if arm.label in MAIN_ARMS else 1 if arm.is_tree else other_seeds):
             run_dir = Path(root) / world / f"seed{sim_seed}" / "runs" / arm.label / f"seed{seed}"
             metrics = run_arm(dirs["data"], arm, seed, str(run_dir))
             runs.setdefault(arm.label, []).append({**metrics, "sim_seed": sim_seed})
@@ -163,14 +163,15 @@ def collect(worlds: list[str], sim_seeds: int, root: Path) -> tuple[dict, list]:
 
 
 def run_all(worlds: list[str], sim_seeds: int, train_seeds: int, root: Path, workers: int,
-            trees: bool, size_args: dict) -> dict:
+            trees: bool, size_args: dict, other_seeds: int = 1) -> dict:
     tasks = [(w, s) for s in range(sim_seeds) for w in worlds]  # seed-major: every world gets seeds 0, 1 first
     results: dict = {w: {"runs": {}, "truths": []} for w in worlds if w != IDS}
     ids_tasks: list = []
     ctx = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
         pending = {(pool.submit(scoreboard_clicks.ids_task, s, str(root), train_seeds, _cli) if w == IDS
-                    else pool.submit(world_seed_task, w, s, str(root), train_seeds, trees, size_args)): (w, s)
+                    else pool.submit(world_seed_task, w, s, str(root), train_seeds, trees, size_args,
+                                     min(other_seeds, train_seeds))): (w, s)
                    for w, s in tasks}
         for done in futures.as_completed(pending):
             try:
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worlds", default=",".join([*WORLDS, IDS]), help="comma-separated subset")
     parser.add_argument("--sim-seeds", type=int, default=3, help="simulated worlds per world kind")
     parser.add_argument("--train-seeds", type=int, default=2, help="training seeds per arm and world")
+    parser.add_argument("--other-train-seeds", type=int, default=1,
+                        help="training seeds of ips, dla, unbiased clicks and the oracle (at most "
+                             "--train-seeds; trees always one: they have no randomness)")
     parser.add_argument("--workers", type=int, default=2, help="parallel (world, seed) tasks")
     parser.add_argument("--no-trees", action="store_true", help="skip the tree peers (no bench extra)")
     parser.add_argument("--report-only", action="store_true",
@@ -222,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         results, ids_tasks = collect(worlds, args.sim_seeds, root / "worlds")
     else:
         results, ids_tasks = run_all(worlds, args.sim_seeds, 0 if args.prepare_only else args.train_seeds,
-                                     root / "worlds", args.workers, not args.no_trees, size_args)
+                                     root / "worlds", args.workers, not args.no_trees, size_args,
+                                     args.other_train_seeds)
     if args.prepare_only:
         return 0
     board = scoreboard_report.build(results, FIXED_LISTS, DEFAULT_CANDIDATES, TREES if not args.no_trees else (),
