@@ -1,42 +1,19 @@
 """`ranker simulate` and `ranker preprocess`: the simulator's and the Beam job's flags."""
 from __future__ import annotations
 
-import argparse
+from ranker.commands import call, verb_parser
 
 
 def _simulate(args, beam_args):
     from ranker.simulation import simulate
 
-    return simulate.simulate_to_dir(
-        world=args.world,
-        letor_train=args.letor_train,
-        letor_test=args.letor_test,
-        sessions_per_query=args.sessions_per_query,
-        logging_quality=args.logging_quality,
-        click_model=args.click_model,
-        devices=[d for d in args.devices.split(",") if d],
-        seed=args.seed,
-        output_dir=args.output,
-        num_queries=args.num_queries,
-        examine_all=args.examine_all,
-        num_judged=args.num_judged,
-        examination_curve=args.examination_curve,
-        top_examination=args.top_examination,
-        trust_bias=args.trust_bias,
-        oracle_lists=args.oracle_lists,
-    )
+    return call(simulate.simulate_to_dir, args, devices=[d for d in args.devices.split(",") if d])
 
 
 def _preprocess(args, beam_args):
     from ranker.pipeline import preprocess
 
-    stats = preprocess.run_preprocess(
-        input_pattern=args.input,
-        output_dir=args.output,
-        feature_spec_path=args.feature_spec,
-        beam_args=beam_args,
-        max_dead_letter_fraction=args.max_dead_letter_fraction,
-    )
+    stats = call(preprocess.run_preprocess, args, beam_args=beam_args)
     # a summary: the full stats (CTR keys in position order) are in stats.json
     return {key: stats[key] for key in ("lines_read", "impressions_valid", "truncated_impressions",
                                         "lists_truncated", "dead_letter", "requests", "seconds")}
@@ -45,8 +22,7 @@ def _preprocess(args, beam_args):
 def add_simulate(sub):
     from ranker.simulation import options as so
 
-    p = sub.add_parser("simulate", help="write impression logs with position-biased clicks",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = verb_parser(sub, "simulate", "write impression logs with position-biased clicks")
     p.add_argument("--world", choices=so.WORLDS, default="synthetic",
                    help="synthetic: feature-rich items; letor: lists of an SVMlight file; ids: a "
                         "search log of query ids and doc ids only (with a query × doc cross)")
@@ -101,9 +77,8 @@ def add_world_knobs(p):
 def add_preprocess(sub):
     from ranker.pipeline.preprocess_defaults import DEFAULT_MAX_DEAD_LETTER_FRACTION
 
-    p = sub.add_parser(
-        "preprocess", help="the Beam job: logs → ELWC TFRecords, vocabularies, stats",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = verb_parser(
+        sub, "preprocess", "the Beam job: logs → ELWC TFRecords, vocabularies, stats",
         description="Unknown flags pass through to Beam: --runner (default FnApiRunner; "
                     "DataflowRunner, FlinkRunner, SparkRunner; DaskRunner is refused at Beam "
                     "2.77), --direct_num_workers, --project, --temp_location, …")

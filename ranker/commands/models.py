@@ -1,42 +1,15 @@
 """`ranker train` and `ranker evaluate`: flags, defaults taken from ModelConfig."""
 from __future__ import annotations
 
-import argparse
-
 from ranker import artifacts
+from ranker.commands import call, verb_parser
 from ranker.errors import RankerError
 
 
 def _train(args, beam_args):
     from ranker.models import train
 
-    return train.train(
-        data_dir=args.data,
-        model_dir=args.model_dir,
-        variant=args.variant,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        position_dropout=args.position_dropout,
-        bias_dropout=args.bias_dropout,
-        loss=args.loss,
-        learning_rate=args.learning_rate,
-        strategy=args.strategy,
-        backup_every=args.backup_every,
-        bias_learning_rate=args.bias_learning_rate,
-        lr_schedule=args.lr_schedule,
-        min_steps=args.min_steps,
-        patience=args.patience,
-        split=args.split,
-        ips_clip=args.ips_clip,
-        propensities=args.propensities,
-        restart=args.restart,
-        embedding_dim=args.embedding_dim,
-        hidden_units=_hidden_units(args.hidden_units),
-        dnn_dropout=args.dnn_dropout,
-        dnn_norm=args.dnn_norm,
-        numeric_transform=args.numeric_transform,
-    )
+    return call(train.train, args, hidden_units=_hidden_units(args.hidden_units))
 
 
 def _hidden_units(text: str) -> tuple[int, ...]:
@@ -52,13 +25,7 @@ def _evaluate(args, beam_args):
 
     if bool(args.model_dir) == bool(args.saved_model):
         raise RankerError("evaluate: give exactly one of --model-dir or --saved-model")
-    return evaluate.evaluate_to_file(
-        data_dir=args.data,
-        model_dir=args.model_dir,
-        saved_model=args.saved_model,
-        split=args.split,
-        output=args.output,
-    )
+    return call(evaluate.evaluate_to_file, args)
 
 
 def _add_model_dir(p) -> None:
@@ -71,8 +38,7 @@ def _add_model_dir(p) -> None:
 
 
 def add_train(sub):
-    p = sub.add_parser("train", help="train one model variant on preprocess output",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = verb_parser(sub, "train", "train one model variant on preprocess output")
     p.add_argument("--data", required=True, help="preprocess output folder")
     _add_model_dir(p)
     from ranker.models import config as model_config  # light: no TensorFlow
@@ -130,8 +96,7 @@ def add_train(sub):
 
 
 def add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="metrics of a trained model or an exported SavedModel",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = verb_parser(sub, "evaluate", "metrics of a trained model or an exported SavedModel")
     p.add_argument("--model-dir", help="a trained model dir (full click model: relevance and bias)")
     p.add_argument("--saved-model", help="an exported version folder (relevance tower only)")
     p.add_argument("--data", required=True, help="preprocess output to evaluate on")

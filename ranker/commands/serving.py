@@ -1,29 +1,21 @@
 """`ranker export` and `ranker validate`: the served artefact and its gate."""
 from __future__ import annotations
 
-import argparse
-
 import sys
+
+from ranker.commands import call, verb_parser
 
 
 def _export(args, beam_args):
     from ranker.serving import export
 
-    return export.export(model_dir=args.model_dir, export_base=args.export_base)
+    return call(export.export, args)
 
 
 def _validate(args, beam_args):
     from ranker.serving import validate
 
-    result = validate.validate(
-        candidate=args.candidate,
-        baseline=args.baseline,
-        data_dir=args.data,
-        min_ndcg=args.min_ndcg,
-        max_regression=args.max_regression,
-        metric=args.metric,
-        max_log_loss=args.max_log_loss,
-    )
+    result = call(validate.validate, args)
     if not result["blessed"]:
         print(f"NOT BLESSED: {result['reason']}", file=sys.stderr)
         return result, 1
@@ -31,8 +23,7 @@ def _validate(args, beam_args):
 
 
 def add_export(sub):
-    p = sub.add_parser("export", help="SavedModel of the relevance tower for TF Serving",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = verb_parser(sub, "export", "SavedModel of the relevance tower for TF Serving")
     p.add_argument("--model-dir", required=True, help="a trained model dir (ranker train)")
     p.add_argument("--export-base", required=True,
                    help="writes BASE/<next integer version>/, BASE/models.config and"
@@ -41,8 +32,7 @@ def add_export(sub):
 
 
 def add_validate(sub):
-    p = sub.add_parser("validate", help="model-validation gate: candidate vs baseline",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = verb_parser(sub, "validate", "model-validation gate: candidate vs baseline")
     p.add_argument("--candidate", required=True, help="exported SavedModel version folder")
     p.add_argument("--baseline", help="last blessed SavedModel (optional on a first run)")
     p.add_argument("--data", required=True, help="preprocess output the gate evaluates on")

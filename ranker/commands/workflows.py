@@ -1,9 +1,7 @@
 """`ranker run` and `ranker ablation`: the whole pipeline, and arms × seeds."""
 from __future__ import annotations
 
-import argparse
-
-from ranker.commands import data
+from ranker.commands import call, data, verb_parser
 
 
 def _run(args, beam_args):
@@ -23,19 +21,11 @@ def _run(args, beam_args):
 def _ablation(args, beam_args):
     from ranker import ablation
 
-    return ablation.run_ablation(
-        data_dir=args.data,
-        variants=[v for v in args.variants.split(",") if v],
-        seeds=args.seeds,
-        output_dir=args.output,
-        epochs=args.epochs,
-        gap_reference=args.gap_reference,
-    )
+    return call(ablation.run_ablation, args, variants=[v for v in args.variants.split(",") if v])
 
 
 def add_run(sub):
-    p = sub.add_parser("run", help="simulate → preprocess → train → evaluate → export → validate",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = verb_parser(sub, "run", "simulate → preprocess → train → evaluate → export → validate")
     p.add_argument("--workdir", default="work", help="every artefact lands under this folder")
     p.add_argument("--seed", type=int, default=0, help="simulation and training seed")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (%(default)s: train's step budget)")
@@ -50,8 +40,7 @@ def add_run(sub):
 
 
 def add_ablation(sub):
-    p = sub.add_parser("ablation", help="train arms over seeds; report.md, report.json, plots",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = verb_parser(sub, "ablation", "train arms over seeds; report.md, report.json, plots")
     p.add_argument("--data", required=True, help="preprocess output(s), comma-separated: one row each")
     p.add_argument("--variants", default="naive,position-feature,additive,pal",
                    help="arms: variant[:key=value…] (keys: position-dropout, bias-dropout, loss, "
