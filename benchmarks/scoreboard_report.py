@@ -80,9 +80,9 @@ def summary_table(board: dict) -> list[str]:
 
 def markdown(board: dict, plots: list[str]) -> str:
     lines = ["# Scoreboard", "",
-             f"Up to {board['sim_seeds']} simulation seeds per world; {board['train_seeds']} training seeds "
-             "per simulation seed for naive, additive and pal, one for the other arms (trees have no "
-             "randomness to vary) — the `runs` column counts them. "
+             f"Up to {board['sim_seeds']} simulation seeds per world, each with {board['train_seeds']} "
+             "training seeds per neural arm and one per tree (trees have no randomness to vary); the "
+             "`runs` column counts them. "
              "judged nDCG@10 on the TEST half of the judged lists (a stable hash of the request id "
              "splits them; the best tree configuration is chosen on the VALIDATION half), mean with a "
              "95% interval from a paired bootstrap over lists pooled across simulation seeds. A "
