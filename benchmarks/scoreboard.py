@@ -32,6 +32,7 @@ import scoreboard_clicks  # noqa: E402
 import scoreboard_report  # noqa: E402
 
 from ranker.ablation import Arm, run_arm  # noqa: E402
+from ranker.artifacts import TRUTH_FILE, read_json  # noqa: E402
 
 logger = logging.getLogger("scoreboard")
 YAHOO = Path(__file__).resolve().parents[2] / "shared" / "data" / "yahoo_ltr_sample"
@@ -88,8 +89,7 @@ def prepare(world: str, sim_seed: int, root: Path, size_args: dict) -> dict[str,
 def known_propensities(data_dir: str) -> str | None:
     """ips under cascade clicks: no position propensity exists, so ips gets the one a user would
     measure, the simulated examination rate relative to position 1 (floored at 1e-3)."""
-    with open(Path(data_dir) / "truth.json") as fh:
-        truth = json.load(fh)
+    truth = read_json(str(Path(data_dir) / TRUTH_FILE))
     if truth.get("propensity") or not truth.get("examination_rate"):
         return None
     curves = {d: [max(r or 0.0, 1e-3) / max(rates[0], 1e-3) for r in rates]
@@ -131,8 +131,7 @@ def world_seed_task(world: str, sim_seed: int, root: str, train_seeds: int, tree
             run_dir = Path(root) / world / f"seed{sim_seed}" / "runs" / arm.label / f"seed{seed}"
             metrics = run_arm(dirs["data"], arm, seed, str(run_dir))
             runs.setdefault(arm.label, []).append({**metrics, "sim_seed": sim_seed})
-    with open(Path(dirs["data"]) / "truth.json") as fh:
-        truth = json.load(fh)
+    truth = read_json(str(Path(dirs["data"]) / TRUTH_FILE))
     return {"world": world, "sim_seed": sim_seed, "runs": runs, "truth": truth}
 
 
@@ -159,7 +158,7 @@ def collect(worlds: list[str], sim_seeds: int, root: Path) -> tuple[dict, list]:
                 arm = metrics.parent.parent.name
                 run = json.loads(metrics.read_text())
                 entry["runs"].setdefault(arm, []).append({**run, "sim_seed": seed})
-            entry["truths"].append(json.loads((base / "data" / "truth.json").read_text()))
+            entry["truths"].append(read_json(str(base / "data" / TRUTH_FILE)))
     return results, ids_tasks
 
 

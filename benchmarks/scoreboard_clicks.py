@@ -16,6 +16,7 @@ from scipy import stats as sps
 
 import click_models
 from ranker.ablation import Arm, run_arm
+from ranker.artifacts import STATS_FILE, read_json
 
 IDS_WORLD = ["--world", "ids", "--num-queries", "500", "--num-judged", "100",
              "--sessions-per-query", "50", "--logging-quality", "0.5"]
@@ -29,18 +30,12 @@ def ids_task(sim_seed: int, root: str, train_seeds: int, cli) -> dict:
     if not (data / "stats.json").exists():
         cli(["simulate", *IDS_WORLD, "--seed", str(sim_seed), "--output", str(base / "logs")])
         cli(["preprocess", "--input", str(base / "logs" / "*.jsonl.gz"), "--output", str(data)])
-    out: dict = {}
     if not train_seeds:  # --prepare-only
-        return {"sim_seed": sim_seed, "log_loss": out, "impressions": {}}
+        return {"sim_seed": sim_seed, "log_loss": {}, "impressions": {}}
     for variant in NEURAL:
         for seed in range(train_seeds):
-            metrics = run_arm(str(data), Arm(variant, variant), seed, str(base / "runs" / variant / f"seed{seed}"))
-            out.setdefault(variant, []).append(metrics["clicks"]["log_loss"])
-    for model in CLICK_MODELS:
-        out[model] = [click_models.fit_and_score(model, str(data))["log_loss"]]
-    with open(data / "stats.json") as fh:
-        impressions = json.load(fh)["impressions"]
-    return {"sim_seed": sim_seed, "log_loss": out, "impressions": impressions}
+            run_arm(str(data), Arm(variant, variant), seed, str(base / "runs" / variant / f"seed{seed}"))
+    return collect_ids(base, sim_seed)
 
 
 def collect_ids(base: Path, sim_seed: int) -> dict:
@@ -52,8 +47,7 @@ def collect_ids(base: Path, sim_seed: int) -> dict:
             json.loads(metrics.read_text())["clicks"]["log_loss"])
     for model in CLICK_MODELS:
         out[model] = [click_models.fit_and_score(model, str(data))["log_loss"]]
-    with open(data / "stats.json") as fh:
-        impressions = json.load(fh)["impressions"]
+    impressions = read_json(str(data / STATS_FILE))["impressions"]
     return {"sim_seed": sim_seed, "log_loss": out, "impressions": impressions}
 
 

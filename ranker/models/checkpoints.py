@@ -14,7 +14,6 @@ that epoch is written.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -23,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 
+from ranker.artifacts import read_json, write_json
 from ranker.errors import RankerError
 from ranker.models import schedule
 from ranker.models.config import ModelConfig, model_spec
@@ -114,11 +114,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 
 def read_stopping(model_dir: str, epochs_done: int) -> list:
     """The eval click log-loss of the first `epochs_done` epochs (None where unknown)."""
-    path = os.path.join(model_dir, STOPPING_FILE)
-    history = []
-    if os.path.exists(path):
-        with open(path) as fh:
-            history = json.load(fh).get("val_click_log_loss", [])
+    history = read_json(os.path.join(model_dir, STOPPING_FILE), {}).get("val_click_log_loss", [])
     history = history[:epochs_done]
     return history + [None] * (epochs_done - len(history))
 
@@ -160,8 +156,7 @@ class BestCheckpoint(tf.keras.callbacks.Callback):
             if self.after is not None:
                 self.after()
         if self.state_path:
-            with open(self.state_path, "w") as fh:
-                json.dump(self.state(), fh, indent=2)
+            write_json(self.state_path, self.state())
         if should_stop(self.history, self.patience):
             self.model.stop_training = True
 

@@ -7,7 +7,6 @@ relevance tower, so its click metrics are those of σ(relevance).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -16,7 +15,7 @@ import tensorflow as tf
 
 from ranker import tfr
 from ranker.artifacts import (EVAL, JUDGED, METRICS_FILE, RAW_SIGNATURE, SPLITS, STATS_FILE, TRUTH_FILE,
-                              saved_model_file, write_json)
+                              read_json, saved_model_file, write_json)
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.models import data, inputs
@@ -131,22 +130,6 @@ def _click_metrics(scorer, ds: tf.data.Dataset, sample_batches: int = 20) -> tup
              "ndcg@10": round(float(ndcg.result()), 5), "lists": lists}, tf.concat(sample, 0))
 
 
-def _world_truth(data_dir: str) -> dict:
-    path = os.path.join(data_dir, TRUTH_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path) as fh:
-        return json.load(fh)
-
-
-def _impressions_by_position(data_dir: str) -> dict | None:
-    path = os.path.join(data_dir, STATS_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as fh:
-        return json.load(fh).get("impressions_by_position_device")
-
-
 def _splits(split: str, data_dir: str) -> list[str]:
     wanted = {"default": [EVAL, JUDGED], "all": list(SPLITS)}.get(split, [split])
     present = [s for s in wanted if data.has_split(data_dir, s)]
@@ -157,7 +140,7 @@ def _splits(split: str, data_dir: str) -> list[str]:
 
 def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | None = None,
              split: str = "default") -> dict:
-    """metrics.json's content (README, "Outputs"): judged nDCG (and per list), click metrics,
+    """metrics.json's content (docs/schema.md, "`ranker evaluate` output"): judged nDCG (and per list), click metrics,
     the learned propensity read at the median item and its error against truth.json."""
     spec = data.data_spec(data_dir)
     if model_dir:
@@ -181,12 +164,13 @@ def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | Non
     if learned:
         metrics["propensity"] = learned
         metrics["propensity_reference_logit"] = None if reference is None else round(reference, 5)
-    truth = _world_truth(data_dir)
+    truth = read_json(os.path.join(data_dir, TRUTH_FILE), {})
     if truth.get("propensity"):
         metrics["propensity_truth"] = truth["propensity"]
         if learned:
             metrics["propensity_error"] = metrics_lib.propensity_error(
-                learned, truth["propensity"], _impressions_by_position(data_dir))
+                learned, truth["propensity"],
+                read_json(os.path.join(data_dir, STATS_FILE), {}).get("impressions_by_position_device"))
     elif truth.get("examination_rate"):  # cascade: an examination rate, not a position propensity
         metrics["examination_rate_truth"] = truth["examination_rate"]
     return metrics
