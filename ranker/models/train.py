@@ -219,6 +219,7 @@ def train(data_dir: str, model_dir: str, variant: str = ModelConfig.variant, epo
                    stopping, verbose, backup_every)
     summary.update(data_dir=os.path.abspath(data_dir), strategy=strategy)
     if stopping:
+        distribute.barrier(dist)  # the chief's last best/ save is complete before anyone reads it
         restore(model, model_dir, best=True)
     reference_ds = data.dataset(data_dir, EVAL if eval_ds is not None else config.split, spec,
                                 config.train_list_size, config.batch_size)
