@@ -28,13 +28,17 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(exclude=("tests", "benchmarks")),
     install_requires=REQUIRED,
-    # lightgbm in `test` too: the tree-peer tests then run in CI (xgboost's, 230 MB, skip there)
-    extras_require={"test": ["pytest", "hypothesis", "lightgbm>=4.1"],
+    # lightgbm in `test` too: the tree-peer tests then run in CI (xgboost's, 230 MB, skip there);
+    # moto's S3 server (flask) for tests/test_object_storage.py, which CI runs with the aws extra
+    extras_require={"test": ["pytest", "hypothesis", "lightgbm>=4.1", "moto[s3]>=5", "flask", "flask-cors"],
                     # peers for benchmarks (ranker.peers, benchmarks/): never in the runtime install
                     "bench": ["xgboost", "lightgbm>=4.1", "deepctr"],
                     # Beam engines and object stores for preprocess (--runner DaskRunner, gs://, s3://)
                     "dask": ["apache-beam[dask]==2.77.0", "distributed"],
                     "gcp": ["apache-beam[gcp]==2.77.0"],
-                    "aws": ["apache-beam[aws]==2.77.0"]},
+                    # tensorflow-io: TF 2.15's s3:// for train/evaluate/export. 0.34.0, not 0.36.0
+                    # (the build for TF 2.15): 0.35+ abort at exit once S3 was used ("pure virtual
+                    # method called", exit 134: tensorflow/io#1912, fixed after the last release).
+                    "aws": ["apache-beam[aws]==2.77.0", "tensorflow-io==0.34.0"]},
     entry_points={"console_scripts": ["ranker=ranker.cli:main"]},
 )

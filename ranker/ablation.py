@@ -138,15 +138,33 @@ def summarise_runs(runs: list[dict]) -> dict:
     return summary
 
 
+def _ips_means(runs: list[dict]) -> dict:
+    """{request id: IPS click nDCG@10 share of the list, mean over the runs} (eval split)."""
+    sums: dict = {}
+    for run in runs:
+        lists = run.get("ips_per_list") or {}
+        for rid, value in zip(lists.get("request_id", []), lists.get("ndcg@10", [])):
+            total, count = sums.get(rid, (0.0, 0))
+            sums[rid] = (total + value, count + 1)
+    return {rid: total / count for rid, (total, count) in sums.items()}
+
+
 def compare(runs_by_arm: dict[str, list[dict]], half: str | None, fixed_lists: bool,
             baseline: str = BASELINE_ARM, gap_reference: str | None = None) -> dict:
-    """judged nDCG@10 per arm with intervals, each arm against the baseline, gap recovered."""
+    """judged nDCG@10 and IPS click nDCG@10 per arm with intervals, each arm against the baseline,
+    gap recovered."""
     values = {arm: stats.per_key_means(runs, half, fixed_lists) for arm, runs in runs_by_arm.items()}
     values = {arm: v for arm, v in values.items() if v}
     paired = stats.Paired(values)
+    ips_values = {arm: v for arm, runs in runs_by_arm.items() if (v := _ips_means(runs))}
+    ips = stats.Paired(ips_values) if ips_values else None
     arms = {}
     for arm, runs in runs_by_arm.items():
         entry = summarise_runs(runs)
+        if arm in ips_values:
+            entry["ips_ndcg@10"] = ips.mean(arm)
+            if baseline in ips_values and arm != baseline:
+                entry["ips_vs_" + baseline] = ips.difference(arm, baseline)
         entry["judged_ndcg@10"] = paired.mean(arm) if arm in values else {"mean": None, "n": 0}
         if arm in values and baseline in values and arm != baseline:
             entry["vs_" + baseline] = paired.difference(arm, baseline)

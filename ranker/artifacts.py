@@ -3,22 +3,25 @@
     simulate   OUT/impressions.jsonl.gz, judged.jsonl.gz, feature_spec.json, truth.json,
                summary.json, oracle/
     preprocess DIR/{train,eval,judged}/part-*.tfrecord.gz, vocab/, dead_letter/, stats.json,
-               feature_spec.json, truth.json (copied from beside the logs)
+               feature_spec.json, truth.json (copied from beside the logs),
+               propensity_harvested.json
     train      MODEL_DIR/model_config.json, train_summary.json (checkpoint folders: checkpoints.py)
     evaluate   MODEL_DIR/metrics.json (or beside the SavedModel)
     export     BASE/<version>/saved_model.pb with the signatures below (serving/ owns the rest)
 
 A module that reads or writes one of these imports its name from here. Light on purpose (no
-TensorFlow, no Beam): Beam workers, the CLI and the models all import it.
+TensorFlow, no Beam): Beam workers, the CLI and the models all import it. Paths may be URLs
+(gs://, s3://): the helpers below go through ranker/storage.py (tf.io.gfile, imported only then).
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import uuid
 
+from ranker import storage
 from ranker.errors import RankerError
+from ranker.storage import absolute, register_filesystem  # noqa: F401  (re-exported)
 
 # --- simulate ------------------------------------------------------------------------------------
 IMPRESSIONS_FILE = "impressions.jsonl.gz"
@@ -32,6 +35,7 @@ TRUTH_FILE = "truth.json"  # what generated the clicks; preprocess copies it int
 SPEC_FILENAME = "feature_spec.json"
 VOCAB_DIR = "vocab"
 STATS_FILE = "stats.json"
+HARVESTED_FILE = "propensity_harvested.json"  # preprocess's model-free propensity estimate (harvest.py)
 DEAD_LETTER_DIR = "dead_letter"  # also the Beam output tag and the stats key of dead letters
 TRAIN, EVAL, JUDGED = "train", "eval", "judged"
 SPLITS = (TRAIN, EVAL, JUDGED)
@@ -55,13 +59,13 @@ SCORES = "scores"
 
 def split_files(data_dir: str, split: str) -> list[str]:
     """The record files of one split of a preprocess output, sorted (none: an empty list)."""
-    return sorted(glob.glob(os.path.join(data_dir, split, RECORD_GLOB)))
+    return storage.glob(os.path.join(data_dir, split, RECORD_GLOB))
 
 
 def saved_model_file(version_dir: str) -> str:
     """`version_dir`'s saved_model.pb; RankerError unless there is one."""
     path = os.path.join(version_dir, SAVED_MODEL_FILE)
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         raise RankerError(f"{version_dir}: no {SAVED_MODEL_FILE}; give an exported version folder (BASE/<n>)")
     return path
 
@@ -69,11 +73,10 @@ def saved_model_file(version_dir: str) -> str:
 def read_json(path: str, default=None):
     """The JSON value in `path`; `default` when there is no such file. RankerError when the file
     exists but is not JSON."""
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return default
     try:
-        with open(path, "rb") as fh:
-            return json.loads(fh.read().decode("utf-8"))
+        return json.loads(storage.read_bytes(path).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
         raise RankerError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
 
@@ -89,14 +92,14 @@ def write_json(path: str, obj, indent: int | None = 2) -> str:
 
 
 def write_text(path: str, text: str) -> str:
-    """Writes `text` to `path` atomically: a hidden temporary file beside it, then os.replace, so
-    a reader (or a server polling the folder) never sees half a file. Returns `path`."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    """Writes `text` to `path` atomically: a hidden temporary file beside it, then a rename that
+    replaces `path`, so a reader (or a server polling the folder) never sees half a file (on
+    object storage the rename is a copy then a delete; each object appears whole). Returns `path`."""
+    tmp = storage.join(storage.parent(path), f".{storage.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with storage.open_file(tmp, "w") as fh:
             fh.write(text)
-        os.replace(tmp, path)
+        storage.rename(tmp, path, overwrite=True)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        storage.remove(tmp)
     return path

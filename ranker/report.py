@@ -58,7 +58,8 @@ def _colour(label: str) -> str:
 
 
 def plot_quality(name: str, result: dict, path: str) -> None:
-    """Judged nDCG@10 with 95% intervals; held-out click log-loss where no list is judged."""
+    """Judged nDCG@10 with 95% intervals; where no list is judged, IPS click nDCG@10 (else the
+    held-out click log-loss)."""
     labels = list(result["arms"])
     judged = _has_judged(result)
     if judged:
@@ -67,6 +68,12 @@ def plot_quality(name: str, result: dict, path: str) -> None:
         errors = [[m - s["ci95"][0] if s.get("ci95") else 0 for m, s in zip(means, stats)],
                   [s["ci95"][1] - m if s.get("ci95") else 0 for m, s in zip(means, stats)]]
         ylabel, title = "judged nDCG@10 (95% interval)", "ranking quality on true relevance"
+    elif any(a.get("ips_ndcg@10") for a in result["arms"].values()):
+        stats = [result["arms"][a].get("ips_ndcg@10") or {} for a in labels]
+        means = [s["mean"] if s.get("mean") is not None else float("nan") for s in stats]
+        errors = [[m - s["ci95"][0] if s.get("ci95") else 0 for m, s in zip(means, stats)],
+                  [s["ci95"][1] - m if s.get("ci95") else 0 for m, s in zip(means, stats)]]
+        ylabel, title = "IPS click nDCG@10 (95% interval)", "ranking quality on clicks, position bias undone"
     else:
         stats = [result["arms"][a]["click_log_loss"] for a in labels]
         means = [s["mean"] if s.get("mean") is not None else float("nan") for s in stats]
@@ -147,11 +154,13 @@ def describe_world(world: dict) -> str:
 
 
 def table(result: dict, baseline: str = "naive") -> list[str]:
-    lines = [f"| arm | runs | judged nDCG@10 [95% CI] | vs {baseline} | gap recovered | click log-loss "
-             "| propensity error |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| arm | runs | judged nDCG@10 [95% CI] | vs {baseline} | IPS click nDCG@10 [95% CI] "
+             f"| vs {baseline} | gap recovered | click log-loss | propensity error |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for arm, s in result["arms"].items():
         lines.append(f"| {arm} | {s.get('runs', '–')} | {fmt_ci(s.get('judged_ndcg@10'))} "
-                     f"| {fmt_diff(s.get('vs_' + baseline))} "
+                     f"| {fmt_diff(s.get('vs_' + baseline))} | {fmt_ci(s.get('ips_ndcg@10'))} "
+                     f"| {fmt_diff(s.get('ips_vs_' + baseline))} "
                      f"| {fmt_share(s.get('gap_recovered'))} | {fmt_std(s.get('click_log_loss'))} "
                      f"| {fmt_std(s.get('propensity_error'))} |")
     return lines
@@ -161,10 +170,12 @@ def write_markdown(report: dict, plots: list[str], path: str) -> None:
     lines = ["# Ablation", "",
              f"{report['seeds']} training seeds per arm; judged nDCG@10 is the mean over judged lists "
              "with a 95% interval from a paired bootstrap over lists (each list first averaged over "
-             "seeds); click log-loss and propensity error are mean ± std over runs.", ""]
+             "seeds); IPS click nDCG@10 the same over the eval split's logged lists (clicks weighted "
+             "by 1 / propensity); click log-loss and propensity error are mean ± std over runs.", ""]
     for name, result in report["datasets"].items():
         lines += [f"## {name}", "", describe_world(result.get("world") or {}),
-                  f"({result.get('lists', 0)} judged lists)", ""]
+                  f"({result['lists']} judged lists)" if result.get("lists") else
+                  "(no judged lists: IPS click nDCG@10 on the eval split's logged lists)", ""]
         lines += table(result)
         lines.append("")
         for plot in plots:
@@ -173,3 +184,32 @@ def write_markdown(report: dict, plots: list[str], path: str) -> None:
         lines.append("")
     with open(path, "w") as fh:
         fh.write("\n".join(lines))
+
+
+def plot_run(metrics: dict, path: str) -> str:
+    """`ranker run`'s plot: judged nDCG@10 and IPS click nDCG@10 of each variant, 95% intervals."""
+    from ranker.stats import Paired
+
+    panels = [("judged nDCG@10", "judged_per_list"), ("IPS click nDCG@10", "ips_per_list")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(8, 3.4))
+    for ax, (title, key) in zip(axes, panels):
+        values = {v: dict(zip(m[key]["request_id"], m[key]["ndcg@10"])) for v, m in metrics.items() if m.get(key)}
+        paired = Paired(values) if values else None
+        for i, variant in enumerate(values):
+            stat = paired.mean(variant)
+            ax.errorbar([i], [stat["mean"]], yerr=[[stat["mean"] - stat["ci95"][0]], [stat["ci95"][1] - stat["mean"]]],
+                        fmt="o", capsize=5, color=_colour(variant))
+        ax.set_xticks(range(len(values)), list(values))
+        ax.set_xlim(-0.6, len(values) - 0.4)
+        ax.set_title(title + (" (95% interval)" if values else ": no data"), fontsize=10)
+        if len(values) == 2:  # the paired change says more than two overlapping intervals
+            first, second = values
+            change = paired.difference(second, first)
+            ax.set_xlabel(f"{second} − {first}, paired: {change['diff']:+.4f} "
+                          f"[{change['ci95'][0]:+.4f}, {change['ci95'][1]:+.4f}] {change['verdict']}", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("ranker run: the naive and the debiased model on the same data", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -3,7 +3,8 @@
 simulate → preprocess → train naive and the default two-tower variant → evaluate → export the
 two-tower model's relevance tower (to a staging base)
 → validate against the last pushed version → push if blessed (to the base TF Serving polls), then a
-short table: what debiasing bought on judged lists and how well the bias tower found the truth.
+short table: what debiasing bought on judged lists and on IPS-weighted clicks, and how well the bias
+tower found the truth; WORKDIR/run.png and each model's propensity.png are the plots.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ranker.models.config import ModelConfig
 DEBIASED = ModelConfig.variant  # `ranker train`'s default two-tower variant (chosen on the scoreboard)
 VARIANTS = ("naive", DEBIASED)
 RUN_SUMMARY = "run_summary.json"
+RUN_PLOT = "run.png"  # judged and IPS click nDCG@10 of the variants, with intervals
 logger = logging.getLogger(__name__)
 
 
@@ -28,10 +30,11 @@ def _step(message: str) -> None:
 
 def format_table(metrics: dict, truth: dict | None, export_dir: str, validation: dict,
                  pushed: str | None) -> str:
-    lines = ["", "variant     judged nDCG@10   click AUC   propensity error"]
+    lines = ["", "variant     judged nDCG@10   IPS click nDCG@10 [95% CI]   click AUC   propensity error"]
     for variant, m in metrics.items():
-        error = m.get("propensity_error")
-        lines.append(f"{variant:<11} {m['judged']['ndcg@10']:>14.4f}   {m['clicks']['auc']:>9.4f}"
+        error, ips = m.get("propensity_error"), m.get("ips") or {}
+        ips_text = f"{ips['ndcg@10']:.4f} [{ips['ci95'][0]:.4f}, {ips['ci95'][1]:.4f}]" if ips else "–"
+        lines.append(f"{variant:<11} {m['judged']['ndcg@10']:>14.4f}   {ips_text:>26}   {m['clicks']['auc']:>9.4f}"
                      f"   {'–' if error is None else f'{error:.4f}':>16}")
     learned = metrics.get(DEBIASED, {}).get("propensity", {})
     if learned and truth:
@@ -53,7 +56,9 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
     """The default world is one where debiasing matters: a logging policy driven mostly by its
     stale per-item error (quality 0.2), so a naive model learns the old ranker's mistakes.
     `world_knobs` are simulate_to_dir's keyword arguments (click_model, devices, trust_bias, …)."""
+    from ranker import report
     from ranker.models import evaluate, train
+    from ranker.models.evaluate_view import PROPENSITY_PLOT
     from ranker.pipeline import preprocess
     from ranker.serving import export, push, validate
     from ranker.simulation import simulate
@@ -83,7 +88,10 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
                                    min_ndcg=min_ndcg, max_regression=0.01)
     pushed = push.push(candidate, serving)["pushed"] if validation["blessed"] else None
     truth = read_json(os.path.join(data_dir, TRUTH_FILE), {}).get("propensity")
+    plots = [report.plot_run(metrics, os.path.join(workdir, RUN_PLOT))]
+    plots += [p for v in VARIANTS if os.path.exists(p := os.path.join(workdir, "models", v, PROPENSITY_PLOT))]
     print(format_table(metrics, truth, candidate, validation, pushed), file=sys.stderr)
+    logger.info("plots: %s", ", ".join(plots))
     summary = {
         "workdir": os.path.abspath(workdir),
         "seconds": round(time.time() - started, 1),
@@ -92,6 +100,7 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
         "export_dir": candidate,
         "blessed": validation["blessed"],
         "pushed": pushed,
+        "plots": [os.path.relpath(p, workdir) for p in plots],
         "artefacts": sorted(os.path.relpath(p, workdir) for p in glob.glob(os.path.join(workdir, "*"))),
     }
     write_json(os.path.join(workdir, RUN_SUMMARY), summary)

@@ -8,7 +8,7 @@ if [ ! -f "$STAMP" ]; then
   echo "setting up $VENV (first run installs the pinned stack, about 2 minutes)" >&2
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip wheel setuptools
-  "$VENV/bin/pip" install --quiet -e "$ROOT[test]"
+  "$VENV/bin/pip" install --quiet -e "$ROOT[test,aws]"  # aws: the s3:// test runs in CI
   rm -f "$VENV"/.installed-*
   touch "$STAMP"
 fi

@@ -36,6 +36,34 @@ def test_metrics_json_has_the_spec_layout(pal_dir, tiny_data, tmp_path):
     per_list = metrics["judged_per_list"]
     assert sorted(per_list["request_id"]) == sorted(f"j{i}" for i in range(40))
     assert np.mean(per_list["ndcg@10"]) == pytest.approx(metrics["judged"]["ndcg@10"], abs=1e-3)
+    # IPS click metrics on the eval split, with the truth's propensities (simulated logs)
+    ips = metrics["ips"]
+    assert ips["propensity_source"] == "truth" and ips["clip"] == 20.0 and 0 < ips["lists"] <= 120
+    assert ips["ci95"][0] <= ips["ndcg@10"] <= ips["ci95"][1] and 0 <= ips["clipped_clicks"] <= 1
+    assert set(metrics["ips_by_device"]) <= {"desktop", "mobile"}
+    assert np.mean(metrics["ips_per_list"]["ndcg@10"]) == pytest.approx(ips["ndcg@10"], abs=1e-4)
+    assert len(metrics["clicks_per_list"]["log_loss"]) == 120
+    assert (tmp_path / "propensity.png").stat().st_size > 0  # beside metrics.json
+
+
+def test_evaluate_prints_a_table_and_takes_a_propensity_source(pal_dir, tiny_data, tmp_path, caplog):
+    caplog.set_level("INFO")
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--model-dir", pal_dir, "--data", tiny_data, "--output", str(out),
+                 "--propensities", "model", "--ips-clip", "5"]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["ips"]["propensity_source"] == "model" and metrics["ips"]["clip"] == 5.0
+    text = caplog.text
+    assert "IPS click nDCG@10" in text and "propensity, desktop" in text and "learned" in text
+    assert main(["evaluate", "--model-dir", pal_dir, "--data", tiny_data, "--ips-clip", "0.5"]) == 2
+    assert main(["evaluate", "--model-dir", pal_dir, "--data", tiny_data, "--propensities",
+                 str(tmp_path / "none.json")]) == 2
+
+
+def test_disagreement_flags_learned_values_outside_the_harvested_interval():
+    learned = {"desktop": [1.0, 0.5, 0.2], "mobile": [1.0, 0.3]}
+    intervals = {"desktop": [[1.0, 1.0], [0.4, 0.6], [0.25, 0.35]], "mobile": [[1.0, 1.0], None]}
+    assert evaluate.disagreement(learned, intervals) == {"desktop": [3], "mobile": []}
 
 
 class _FixedScorer:

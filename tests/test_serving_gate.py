@@ -160,6 +160,45 @@ def test_decide_rules():
     assert "ceiling" in validate.decide(0.5, None, 0.4, 0.01, higher_is_better=False, metric="x")[1]
 
 
+def test_decide_blocks_only_a_regression_beyond_its_interval():
+    # 0.02 worse than the baseline, more than the 0.01 allowed:
+    noisy, reason = validate.decide(0.78, 0.80, 0.5, 0.01, interval=[-0.05, 0.01])
+    assert noisy and "not beyond the noise" in reason and "[-0.0500, +0.0100]" in reason
+    real, reason = validate.decide(0.78, 0.80, 0.5, 0.01, interval=[-0.03, -0.011])
+    assert not real and "regresses" in reason
+    # within the allowed regression, even when it is beyond its interval
+    assert validate.decide(0.795, 0.80, 0.5, 0.01, interval=[-0.006, -0.004])[0]
+    # lower is better: the interval is of the improvement (> 0 better)
+    assert not validate.decide(0.33, 0.30, None, 0.01, higher_is_better=False, interval=[-0.04, -0.02])[0]
+
+
+def test_ips_metric_gate(exported, bad_export, tiny_data, tmp_path):
+    good, bad = exported["export_dir"], bad_export["export_dir"]
+    result = validate.validate(good, None, tiny_data, metric="ips-ndcg@10", min_ndcg=0.0)
+    want = evaluate.evaluate(tiny_data, saved_model=good, split="eval")
+    assert result["blessed"] and result["candidate_value"] == pytest.approx(want["ips"]["ndcg@10"])
+    recorded = json.loads(open(result["verdict_file"]).read())
+    assert recorded["propensity_source"] == "truth" and recorded["metric"] == "ips-ndcg@10"
+    assert set(recorded["by_device"]) == set(want["ips_by_device"]) and len(recorded["by_device"]) > 1
+    against = validate.validate(bad, good, tiny_data, metric="ips-ndcg@10", min_ndcg=0.0)
+    assert against["change"]["lists"] > 0 and against["change"]["ci95"][0] <= against["change"]["diff"]
+    assert against["change"]["diff"] == pytest.approx(against["candidate_value"] - against["baseline_value"], abs=1e-3)
+    device = sorted(recorded["by_device"])[0]
+    floored = validate.validate(good, None, tiny_data, metric="ips-ndcg@10", min_ndcg=0.0,
+                                device_floor={device: 1.0})
+    assert not floored["blessed"] and f"below the device floor: {device}" in floored["reason"]
+    with pytest.raises(RankerError, match="no eval lists of device"):
+        validate.validate(good, None, tiny_data, metric="ips-ndcg@10", device_floor={"fridge": 0.1})
+    with pytest.raises(RankerError, match="--device-floor needs"):
+        validate.validate(good, None, tiny_data, metric="judged-ndcg@10", device_floor={device: 0.1})
+    assert cli.main(["validate", "--candidate", good, "--data", tiny_data, "--metric", "ips-ndcg@10",
+                     "--device-floor", "mobile"]) == 2
+    missing = tmp_path / "no_truth"
+    shutil.copytree(tiny_data, missing, ignore=shutil.ignore_patterns("truth.json", "propensity_harvested.json"))
+    with pytest.raises(RankerError, match="no truth.json and no usable harvested"):
+        validate.validate(good, None, os.fspath(missing), metric="ips-ndcg@10")
+
+
 def test_click_log_loss_metric(exported, tiny_data, tmp_path):
     good = exported["export_dir"]
     result = validate.validate(good, None, tiny_data, metric="click-log-loss", max_regression=0.01)
@@ -180,7 +219,7 @@ def test_click_log_loss_metric(exported, tiny_data, tmp_path):
                      "--min-ndcg", "0.5"]) == 2
     no_judged = tmp_path / "no_judged"
     shutil.copytree(tiny_data, no_judged, ignore=shutil.ignore_patterns("judged"))
-    assert validate.default_metric(os.fspath(no_judged)) == "click-log-loss"
+    assert validate.default_metric(os.fspath(no_judged)) == "ips-ndcg@10"
     assert validate.default_metric(tiny_data) == "judged-ndcg@10"
 
 

@@ -103,4 +103,12 @@ def add_evaluate(sub):
     p.add_argument("--split", choices=(*artifacts.SPLITS, "all", "default"), default="default",
                    help="default: eval and judged")
     p.add_argument("--output", help="metrics.json path (%(default)s: beside the model)")
+    from ranker.models import counterfactual  # light: numpy only
+
+    p.add_argument("--propensities", default=counterfactual.AUTO,
+                   help="propensities of the IPS click metrics: auto (truth.json, else the harvested"
+                   " estimate, else the model's bias tower), truth, harvested, model, or a JSON file"
+                   " {device: [p1, p2, ...]}")
+    p.add_argument("--ips-clip", type=float, default=counterfactual.DEFAULT_CLIP,
+                   help="largest inverse-propensity weight of a click in the IPS metrics")
     p.set_defaults(func=_evaluate)

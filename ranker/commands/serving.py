@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 
 from ranker.commands import call, verb_parser
+from ranker.models import counterfactual
+from ranker.serving import gate_metrics
 
 
 def _export(args, beam_args):
@@ -15,11 +17,27 @@ def _export(args, beam_args):
 def _validate(args, beam_args):
     from ranker.serving import validate
 
-    result = call(validate.validate, args)
+    result = call(validate.validate, args, device_floor=_floors(args.device_floor))
     if not result["blessed"]:
         print(f"NOT BLESSED: {result['reason']}", file=sys.stderr)
         return result, 1
     return result
+
+
+def _floors(given: list[str] | None) -> dict[str, float] | None:
+    """`--device-floor mobile=0.6` (repeatable) → {"mobile": 0.6}."""
+    from ranker.errors import RankerError
+
+    floors = {}
+    for text in given or []:
+        device, _, value = text.partition("=")
+        try:
+            floors[device] = float(value)
+        except ValueError:
+            raise RankerError(f"--device-floor takes DEVICE=VALUE, got {text!r}") from None
+        if not device or not 0.0 <= floors[device] <= 1.0:
+            raise RankerError(f"--device-floor takes DEVICE=VALUE with VALUE in [0, 1], got {text!r}")
+    return floors or None
 
 
 def add_export(sub):
@@ -36,13 +54,21 @@ def add_validate(sub):
     p.add_argument("--candidate", required=True, help="exported SavedModel version folder")
     p.add_argument("--baseline", help="last blessed SavedModel (optional on a first run)")
     p.add_argument("--data", required=True, help="preprocess output the gate evaluates on")
-    p.add_argument("--metric", help="judged-ndcg@10 or click-log-loss (σ(relevance) on the eval split,"
-                   " lower is better); default: judged-ndcg@10 where the data has judged lists, else"
-                   " click-log-loss")
+    p.add_argument("--metric", choices=gate_metrics.GATE_METRICS,
+                   help="judged-ndcg@10 (judged lists), ips-ndcg@10 (IPS-weighted click nDCG on the eval"
+                   " split) or click-log-loss (σ(relevance), lower is better); default: judged-ndcg@10"
+                   " where the data has judged lists, else ips-ndcg@10")
+    p.add_argument("--propensities", default=counterfactual.AUTO,
+                   help="ips-ndcg@10's propensities: auto (truth.json, else the harvested estimate),"
+                   " truth, harvested, or a JSON file {device: [p1, p2, ...]}")
+    p.add_argument("--device-floor", action="append", metavar="DEVICE=VALUE",
+                   help="ips-ndcg@10 on one device's lists must reach VALUE (repeatable)")
     p.add_argument("--min-ndcg", type=float, default=None,
-                   help="floor of an nDCG metric (%(default)s: 0.5); refused with click-log-loss")
+                   help=f"floor of an nDCG metric (%(default)s: {gate_metrics.DEFAULT_MIN_NDCG});"
+                   " refused with click-log-loss")
     p.add_argument("--max-log-loss", type=float, default=None,
                    help="ceiling of click-log-loss (%(default)s: none); refused with nDCG metrics")
-    p.add_argument("--max-regression", type=float, default=0.01,
-                   help="largest loss against --baseline, in the metric's units")
+    p.add_argument("--max-regression", type=float, default=gate_metrics.DEFAULT_MAX_REGRESSION,
+                   help="largest loss against --baseline, in the metric's units, tolerated; a larger"
+                   " one blocks when it is beyond the 95%% paired-bootstrap interval of the change")
     p.set_defaults(func=_validate)

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any, Iterable
 
+from ranker import storage
 from ranker.artifacts import SPEC_FILENAME, VOCAB_DIR  # noqa: F401  (re-exported: fs.SPEC_FILENAME)
 from ranker.errors import RankerError
 
@@ -113,7 +114,7 @@ class FeatureSpec:
             rel = self.device_vocabulary_file or os.path.join(VOCAB_DIR, f"{DEVICE}.txt")
         else:
             rel = feature.vocabulary_file or os.path.join(VOCAB_DIR, f"{feature.name}.txt")
-        return rel if os.path.isabs(rel) else os.path.join(self.base_dir, rel)
+        return rel if os.path.isabs(rel) or storage.is_url(rel) else os.path.join(self.base_dir, rel)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -128,7 +129,7 @@ class FeatureSpec:
         return out
 
     def save(self, path: str) -> None:
-        with open(path, "w") as fh:
+        with storage.open_file(path, "w") as fh:
             json.dump(self.to_json(), fh, indent=2)
             fh.write("\n")
 
@@ -188,14 +189,13 @@ def parse_spec(obj: Any, source: str = "<spec>", base_dir: str = "") -> FeatureS
 
 def load_spec(path: str) -> FeatureSpec:
     """Reads and validates a spec file; vocabulary paths resolve relative to its folder."""
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise SpecError(f"{path}: feature spec not found")
     try:
-        with open(path, "rb") as fh:
-            obj = json.loads(fh.read().decode("utf-8"))
+        obj = json.loads(storage.read_bytes(path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SpecError(f"{path}: not valid JSON ({err})") from None
-    return parse_spec(obj, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+    return parse_spec(obj, source=path, base_dir=storage.parent(storage.absolute(path)))
 
 
 def _is_int(value: Any) -> bool:
@@ -281,7 +281,7 @@ def _parse_feature(entry: Any, scope: str, source: str, seen: set[str]) -> Featu
 
 def read_vocabulary(path: str) -> list[str]:
     """One value a line, most frequent first (as preprocess writes it)."""
-    with open(path, encoding="utf-8") as fh:
+    with storage.open_file(path, "r") as fh:
         return [line.rstrip("\n") for line in fh if line.rstrip("\n")]
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 
+from ranker import storage
 from ranker.artifacts import read_json, write_json
 from ranker.errors import RankerError
 from ranker.models import schedule
@@ -200,7 +200,7 @@ DIVERGED_ADVICE = ("nothing of that epoch was checkpointed; lower --learning-rat
 def backup_position(backup_dir: str) -> tuple[int, int] | None:
     """(epoch, batch), both 0-based, of the last mid-epoch backup; None without one."""
     folder = os.path.join(backup_dir, "chief")  # where Keras's BackupAndRestore keeps it
-    latest = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
+    latest = tf.train.latest_checkpoint(folder) if storage.isdir(folder) else None
     if latest is None:
         return None
     try:
@@ -216,4 +216,4 @@ def drop_stale_backup(model_dir: str) -> None:
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
     position = backup_position(os.path.join(model_dir, BACKUP_DIR))
     if latest and position and position[0] < int(latest.rsplit("-", 1)[-1]):
-        shutil.rmtree(os.path.join(model_dir, BACKUP_DIR), ignore_errors=True)
+        storage.rmtree(os.path.join(model_dir, BACKUP_DIR))

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 
 from ranker.artifacts import MODEL_CONFIG as CONFIG_FILE
 from ranker.artifacts import TRAIN
-from ranker import artifacts
+from ranker import artifacts, storage
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 
@@ -135,7 +134,7 @@ class ModelConfig:
     @classmethod
     def load(cls, model_dir: str) -> "ModelConfig":
         path = os.path.join(model_dir, CONFIG_FILE)
-        if not os.path.exists(path):
+        if not storage.exists(path):
             raise RankerError(f"{model_dir}: not a model dir (no {CONFIG_FILE}); run `ranker train`")
         stored = artifacts.read_json(path)
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -148,12 +147,12 @@ class ModelConfig:
 def copy_spec_into(model_dir: str, data_spec: fs.FeatureSpec) -> fs.FeatureSpec:
     """Copies the resolved spec and its vocabularies into the model dir; returns the copy."""
     target = os.path.join(model_dir, SPEC_DIR)
-    os.makedirs(os.path.join(target, fs.VOCAB_DIR), exist_ok=True)
+    storage.makedirs(os.path.join(target, fs.VOCAB_DIR))
     for feature in [f for f in data_spec.features if f.uses_vocabulary] + [fs.DEVICE]:
         source = data_spec.vocabulary_path(feature)
         name = feature if feature == fs.DEVICE else feature.name
-        if os.path.exists(source):
-            shutil.copyfile(source, os.path.join(target, fs.VOCAB_DIR, f"{name}.txt"))
+        if storage.exists(source):
+            storage.copy(source, os.path.join(target, fs.VOCAB_DIR, f"{name}.txt"))
     data_spec.save(os.path.join(target, fs.SPEC_FILENAME))
     return fs.load_spec(os.path.join(target, fs.SPEC_FILENAME))
 

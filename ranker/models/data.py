@@ -10,7 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from ranker import tfr
+from ranker import storage, tfr
 from ranker.artifacts import SPLITS, split_files  # noqa: F401  (re-exported)
 from ranker.artifacts import RECORD_GLOB, STATS_FILE, TRUTH_FILE, read_json
 from ranker.errors import RankerError
@@ -33,7 +33,7 @@ def required_split_files(data_dir: str, split: str) -> list[str]:
 
 def data_spec(data_dir: str) -> fs.FeatureSpec:
     path = os.path.join(data_dir, fs.SPEC_FILENAME)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise RankerError(f"{data_dir}: no {fs.SPEC_FILENAME}; is it a `ranker preprocess` output?")
     return fs.load_spec(path)
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import tensorflow as tf
 
+from ranker import storage
 from ranker.errors import RankerError
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -51,13 +51,14 @@ def write_dir(path: str, strategy: tf.distribute.Strategy) -> str:
     if is_chief(strategy):
         return path
     resolver = strategy.cluster_resolver
-    parent, base = os.path.split(os.path.normpath(path))
-    return os.path.join(parent, f".{base}-{resolver.task_type}{resolver.task_id}")
+    bare = path.rstrip("/") if storage.is_url(path) else os.path.normpath(path)
+    parent, base = storage.parent(bare), storage.basename(bare)
+    return storage.join(parent, f".{base}-{resolver.task_type}{resolver.task_id}")
 
 
 def discard(path: str, strategy: tf.distribute.Strategy) -> None:
     if not is_chief(strategy):
-        shutil.rmtree(write_dir(path, strategy), ignore_errors=True)
+        storage.rmtree(write_dir(path, strategy))
 
 
 def barrier(strategy: tf.distribute.Strategy) -> None:

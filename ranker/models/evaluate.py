@@ -13,12 +13,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from ranker import tfr
-from ranker.artifacts import (EVAL, JUDGED, METRICS_FILE, RAW_SIGNATURE, SPLITS, STATS_FILE, TRUTH_FILE,
+from ranker import storage, tfr
+from ranker.artifacts import (EVAL, HARVESTED_FILE, JUDGED, METRICS_FILE, RAW_SIGNATURE, SPLITS, STATS_FILE, TRUTH_FILE,
                               read_json, saved_model_file, write_json)
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.models import data, inputs
+from ranker.models import counterfactual, data, evaluate_view, inputs
 from ranker.models.resume import check_spec
 from ranker.models import metrics as metrics_lib
 
@@ -105,29 +105,81 @@ def _judged_metrics(scorer, ds: tf.data.Dataset) -> tuple[dict, dict]:
     return out, {"request_id": request_ids, "ndcg@10": per_list}
 
 
-def _click_metrics(scorer, ds: tf.data.Dataset, sample_batches: int = 20) -> tuple[dict, tf.Tensor]:
-    """Click metrics of the split, and the relevance logits of its first batches' shown items
-    (the population the additive propensity read-off averages over), from one scoring pass."""
+class _ClickLists:
+    """What one scoring pass over a click split keeps per list for the IPS metrics and the gate."""
+
+    def __init__(self):
+        self.clicks, self.scores, self.positions, self.devices, self.request_ids = [], [], [], [], []
+        self.log_loss, self.relevance = [], []
+
+    def add(self, batch: dict, clicked: tf.Tensor, mask: tf.Tensor, relevance: tf.Tensor, losses: tf.Tensor):
+        self.clicks.append(tf.where(mask, clicked, -1.0).numpy())
+        self.scores.append(relevance.numpy())
+        if fs.RELEVANCE in batch:  # simulated logs: true grades of the shown items, never an input
+            self.relevance.append(tf.where(mask, batch[fs.RELEVANCE], fs.PADDING_LABEL).numpy())
+        self.positions.append(batch[fs.POSITION].numpy())
+        self.devices.extend(d.decode("utf-8") for d in batch[fs.DEVICE].numpy())
+        self.request_ids.extend(r.decode("utf-8") for r in batch[fs.REQUEST_ID].numpy())
+        counts = tf.reduce_sum(tf.cast(mask, tf.float32), axis=1)
+        self.log_loss.extend((tf.reduce_sum(losses, axis=1) / tf.maximum(counts, 1.0)).numpy().tolist())
+
+    def ips(self, data_dir: str, source: str, clip: float, model_curve: dict | None) -> dict:
+        try:
+            chosen = counterfactual.propensities(data_dir, source, model_curve)
+        except RankerError as err:
+            if source != counterfactual.AUTO:
+                raise
+            logger.warning("no IPS metrics: %s", err)
+            return {}
+        rows = counterfactual.per_list(np.concatenate(self.clicks), np.concatenate(self.scores),
+                                       np.concatenate(self.positions), np.asarray(self.devices),
+                                       chosen["curves"], clip)
+        return counterfactual.summarise(self.request_ids, self.devices, rows, chosen, clip)
+
+    def per_list(self) -> dict:
+        """Per list: click log loss, and its share of the unweighted click nDCG@10 (the biased metric,
+        counterfactual.contributions; None without a click)."""
+        clicks = np.concatenate(self.clicks)
+        rows = counterfactual.per_list(clicks, np.concatenate(self.scores), np.ones_like(clicks, np.int64),
+                                       np.asarray(self.devices), {}, 1.0)
+        ndcg = [None] * len(self.request_ids)
+        if (rows["ideal"] > 0).any():
+            clicked, values = counterfactual.contributions(rows)
+            for i, v in zip(np.flatnonzero(clicked), values):
+                ndcg[i] = round(float(v), 6)
+        out = {"request_id": self.request_ids, "log_loss": [round(v, 5) for v in self.log_loss],
+               f"ndcg@{counterfactual.CUTOFF}": ndcg}
+        if len(self.relevance) == len(self.scores):  # what the click metrics estimate, where known
+            true = metrics_lib.ndcg_per_list(np.concatenate(self.relevance), np.concatenate(self.scores),
+                                             counterfactual.CUTOFF)
+            out[f"true_ndcg@{counterfactual.CUTOFF}"] = true.round(5).tolist()
+        return out
+
+
+def _click_metrics(scorer, ds: tf.data.Dataset, sample_batches: int = 20) -> tuple[dict, tf.Tensor, _ClickLists]:
+    """Click metrics of the split, the relevance logits of its first batches' shown items (the
+    population the additive propensity read-off averages over) and the per-list data, in one pass."""
     auc = tf.keras.metrics.AUC(num_thresholds=2000)
     ndcg = tfr.ndcg(10)
-    losses, count, lists, sample = 0.0, 0, 0, []
+    losses, count, lists, sample, kept = 0.0, 0, 0, [], _ClickLists()
     for batch in ds:
         clicked = tf.cast(batch[fs.CLICKED], tf.float32)
         mask = batch[fs.MASK] & (clicked >= 0)
         relevance, p = scorer.score(batch)
         p = tf.clip_by_value(p, 1e-7, 1 - 1e-7)
-        y, pv = tf.boolean_mask(clicked, mask), tf.boolean_mask(p, mask)
-        losses += float(tf.reduce_sum(-(y * tf.math.log(pv) + (1 - y) * tf.math.log(1 - pv))))
-        count += int(tf.size(y))
-        auc.update_state(y, pv)
+        item_loss = tf.where(mask, -(clicked * tf.math.log(p) + (1 - clicked) * tf.math.log(1 - p)), 0.0)
+        losses += float(tf.reduce_sum(item_loss))
+        count += int(tf.reduce_sum(tf.cast(mask, tf.int32)))
+        auc.update_state(tf.boolean_mask(clicked, mask), tf.boolean_mask(p, mask))
         ndcg.update_state(tf.where(mask, clicked, fs.PADDING_LABEL), relevance)
         lists += int(tf.reduce_sum(tf.cast(tf.reduce_any(mask, axis=1), tf.int32)))
+        kept.add(batch, clicked, mask, relevance, item_loss)
         if len(sample) < sample_batches:
             sample.append(tf.boolean_mask(relevance, batch[fs.MASK]))
     if not count:
         raise RankerError("the click split holds no impressions")
     return ({"log_loss": round(losses / count, 5), "auc": round(float(auc.result()), 5),
-             "ndcg@10": round(float(ndcg.result()), 5), "lists": lists}, tf.concat(sample, 0))
+             "ndcg@10": round(float(ndcg.result()), 5), "lists": lists}, tf.concat(sample, 0), kept)
 
 
 def _splits(split: str, data_dir: str) -> list[str]:
@@ -139,9 +191,13 @@ def _splits(split: str, data_dir: str) -> list[str]:
 
 
 def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | None = None,
-             split: str = "default") -> dict:
-    """metrics.json's content (docs/schema.md, "`ranker evaluate` output"): judged nDCG (and per list), click metrics,
-    the learned propensity read at the median item and its error against truth.json."""
+             split: str = "default", propensities: str = counterfactual.AUTO,
+             ips_clip: float = counterfactual.DEFAULT_CLIP) -> dict:
+    """metrics.json's content (docs/schema.md, "`ranker evaluate` output"): judged nDCG (and per
+    list), click metrics, IPS click metrics with `propensities` (auto, truth, harvested, model or a
+    JSON file) clipped at `ips_clip`, and the learned propensity beside the harvested and true ones."""
+    if not 1.0 <= ips_clip < float("inf"):
+        raise RankerError(f"--ips-clip must be a number ≥ 1, got {ips_clip}")
     spec = data.data_spec(data_dir)
     if model_dir:
         scorer = KerasScorer(model_dir)
@@ -149,49 +205,89 @@ def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | Non
     else:
         scorer = SavedModelScorer(saved_model, spec, data.click_list_size(data_dir, spec))
     metrics: dict = {}
-    sample = None
+    sample, click_lists = None, {}
     for name in _splits(split, data_dir):
         list_size = spec.max_list_size if name == JUDGED else scorer.list_size
-        ds = data.dataset(data_dir, name, spec, list_size, EVAL_BATCH, with_request_id=name == JUDGED)
+        ds = data.dataset(data_dir, name, spec, list_size, EVAL_BATCH, with_request_id=True)
         logger.info("evaluating on %s", name)
         if name == JUDGED:
             metrics["judged"], metrics["judged_per_list"] = _judged_metrics(scorer, ds)
         else:
-            key = "clicks" if name == EVAL else f"clicks_{name}"
-            metrics[key], sample = _click_metrics(scorer, ds)
+            metrics[_suffixed("clicks", name)], sample, click_lists[name] = _click_metrics(scorer, ds)
     reference = float(np.median(sample.numpy())) if sample is not None and tf.size(sample) else None
     learned = scorer.propensity(reference)
     if learned:
         metrics["propensity"] = learned
         metrics["propensity_reference_logit"] = None if reference is None else round(reference, 5)
-    truth = read_json(os.path.join(data_dir, TRUTH_FILE), {})
-    if truth.get("propensity"):
-        metrics["propensity_truth"] = truth["propensity"]
-        if learned:
-            metrics["propensity_error"] = metrics_lib.propensity_error(
-                learned, truth["propensity"],
-                read_json(os.path.join(data_dir, STATS_FILE), {}).get("impressions_by_position_device"))
-    elif truth.get("examination_rate"):  # cascade: an examination rate, not a position propensity
-        metrics["examination_rate_truth"] = truth["examination_rate"]
+    for name, lists in click_lists.items():
+        for key, value in lists.ips(data_dir, propensities, ips_clip, learned).items():
+            metrics[_suffixed(key, name)] = value
+        metrics[_suffixed("clicks_per_list", name)] = lists.per_list()
+    metrics.update(_propensity_checks(data_dir, learned))
     return metrics
 
 
+def _suffixed(key: str, split: str) -> str:
+    return key if split == EVAL else f"{key}_{split}"
+
+
+def _propensity_checks(data_dir: str, learned: dict) -> dict:
+    """The true curve and the learned one's error against it; the harvested curve, its error against
+    the truth and the learned positions outside the harvested 95% intervals."""
+    out: dict = {}
+    truth = read_json(os.path.join(data_dir, TRUTH_FILE), {})
+    impressions = read_json(os.path.join(data_dir, STATS_FILE), {}).get("impressions_by_position_device")
+    harvested = read_json(os.path.join(data_dir, HARVESTED_FILE))
+    if harvested and harvested.get("propensity"):
+        out["propensity_harvested"] = harvested["propensity"]
+        out["propensity_harvested_ci95"] = harvested.get("ci95", {})
+        if learned:
+            out["propensity_disagreement"] = disagreement(learned, harvested.get("ci95", {}))
+    if truth.get("propensity"):
+        out["propensity_truth"] = truth["propensity"]
+        if learned:
+            out["propensity_error"] = metrics_lib.propensity_error(learned, truth["propensity"], impressions)
+        if "propensity_harvested" in out:
+            out["propensity_harvested_error"] = metrics_lib.propensity_error(
+                out["propensity_harvested"], truth["propensity"], impressions)
+    elif truth.get("examination_rate"):  # cascade: an examination rate, not a position propensity
+        out["examination_rate_truth"] = truth["examination_rate"]
+    return out
+
+
+def disagreement(learned: dict, intervals: dict) -> dict:
+    """{device: [positions whose learned value lies outside the harvested 95% interval]}: where the
+    bias tower and the model-free estimate disagree beyond the estimate's uncertainty (relevance
+    leaking into the bias tower, or too little data for either)."""
+    out = {}
+    for device, curve in learned.items():
+        bounds = intervals.get(device) or []
+        outside = [k + 1 for k, (value, ci) in enumerate(zip(curve, bounds))
+                   if k > 0 and ci and not ci[0] <= value <= ci[1]]
+        out[device] = outside
+    return out
+
+
 def _check_output(output: str) -> None:
-    folder = os.path.dirname(os.path.abspath(output))
-    if os.path.isdir(output):
-        raise RankerError(f"--output {output} is a folder; give a file path, e.g. {os.path.join(output, METRICS_FILE)}")
-    if not os.path.isdir(folder):
+    folder = storage.parent(storage.absolute(output))
+    if storage.isdir(output):
+        raise RankerError(f"--output {output} is a folder; give a file path, e.g. {storage.join(output, METRICS_FILE)}")
+    if not storage.isdir(folder):
         raise RankerError(f"--output {output}: no folder {folder}; create it first")
-    if not os.access(folder, os.W_OK):
+    if not storage.is_url(folder) and not os.access(folder, os.W_OK):  # object stores: found at write
         raise RankerError(f"--output {output}: cannot write into {folder}")
 
 
 def evaluate_to_file(data_dir: str, model_dir: str | None = None, saved_model: str | None = None,
-                     split: str = "default", output: str | None = None) -> dict:
+                     split: str = "default", output: str | None = None,
+                     propensities: str = counterfactual.AUTO,
+                     ips_clip: float = counterfactual.DEFAULT_CLIP) -> dict:
     if output:
         _check_output(output)  # before the evaluation, not after it
-    metrics = evaluate(data_dir, model_dir, saved_model, split)
-    output = output or os.path.join(model_dir or saved_model, METRICS_FILE)
+    metrics = evaluate(data_dir, model_dir, saved_model, split, propensities, ips_clip)
+    output = output or storage.join(model_dir or saved_model, METRICS_FILE)
     write_json(output, metrics)
-    logger.info("wrote %s", output)
+    plot = evaluate_view.plot_propensity(metrics, storage.join(storage.parent(storage.absolute(output)),
+                                                               evaluate_view.PROPENSITY_PLOT))
+    logger.info("wrote %s%s\n%s", output, f" and {plot}" if plot else "", evaluate_view.table(metrics))
     return metrics

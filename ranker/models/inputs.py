@@ -15,12 +15,12 @@ transform are constants of the layers, so the served graph takes raw strings and
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
+from ranker import storage
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.models.config import NUMERIC_TRANSFORMS  # noqa: F401 (re-exported)
@@ -61,7 +61,7 @@ def transform_moments(moments: dict, name: str, transform: str) -> dict:
 
 def vocabulary(spec: fs.FeatureSpec, feature) -> list[str]:
     path = spec.vocabulary_path(feature)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         name = feature if isinstance(feature, str) else feature.name
         raise RankerError(f"vocabulary of {name!r} not found at {path}; run `ranker preprocess` first")
     return fs.read_vocabulary(path) or [""]

@@ -16,6 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from ranker import storage
 from ranker.artifacts import TRUTH_FILE, read_json
 from ranker.errors import RankerError
 from ranker.models import combine
@@ -36,11 +37,10 @@ def _curves(raw, source: str) -> dict[str, list[float]]:
 def load_propensities(data_dir: str, path: str | None = None) -> tuple[dict[str, list[float]], str]:
     """({device: [1.0, p2, …]}, source) from `path`, else from the data dir's truth.json."""
     if path:
-        if not os.path.exists(path):
+        if not storage.isfile(path):
             raise RankerError(f"--propensities {path}: no such file")
         try:
-            with open(path) as fh:
-                return _curves(json.load(fh), path), os.path.abspath(path)
+            return _curves(json.loads(storage.read_bytes(path)), path), storage.absolute(path)
         except ValueError as err:
             raise RankerError(f"--propensities {path}: not valid JSON ({err})") from None
     truth_path = os.path.join(data_dir, TRUTH_FILE)

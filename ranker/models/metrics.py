@@ -52,8 +52,8 @@ def propensity_error(learned: dict, truth: dict, impressions: dict | None = None
             continue
         counts = (impressions or {}).get(device, {})
         for position in range(2, min(len(curve), len(true_curve)) + 1):
-            if true_curve[position - 1] is None:
-                continue
+            if true_curve[position - 1] is None or curve[position - 1] is None:
+                continue  # unknown there (a harvested estimate without enough interventions)
             weight = float(counts.get(str(position), 0)) if impressions else 1.0
             errors.append(abs(curve[position - 1] - true_curve[position - 1]))
             weights.append(weight)

@@ -22,9 +22,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 
-from ranker import artifacts
+from ranker import artifacts, storage
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.models import data
@@ -51,14 +50,10 @@ def train_outputs() -> tuple[str, ...]:
 def restart(model_dir: str) -> None:
     """Deletes a model dir's training outputs; a folder that is not a model dir (no
     model_config.json) is left as it is."""
-    if not os.path.exists(os.path.join(model_dir, CONFIG_FILE)):
+    if not storage.exists(os.path.join(model_dir, CONFIG_FILE)):
         return
     for name in train_outputs():
-        path = os.path.join(model_dir, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
+        storage.rmtree(os.path.join(model_dir, name))
     logger.info("--restart: deleted the checkpoints and config of %s", model_dir)
 
 

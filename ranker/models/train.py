@@ -24,6 +24,7 @@ import time
 import tensorflow as tf
 
 from ranker.artifacts import EVAL, JUDGED, RECORD_GLOB, STATS_FILE, TRAIN, TRAIN_SUMMARY, write_json
+from ranker import storage
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.models import data, distribute, ips, resume, schedule
@@ -104,14 +105,14 @@ def _prepare(model_dir: str, data_dir: str, options: dict, epochs: int | None,
     if restart:
         resume.restart(model_dir)
     data_spec = data.data_spec(data_dir)
-    if not os.path.exists(os.path.join(data_dir, STATS_FILE)):
+    if not storage.exists(os.path.join(data_dir, STATS_FILE)):
         raise RankerError(f"{data_dir}: no {STATS_FILE}, so the `ranker preprocess` run that wrote it did"
                           " not finish; run it again")
     options = _with_propensities(data_dir, options, propensity_file)
-    if os.path.exists(os.path.join(model_dir, CONFIG_FILE)):
+    if storage.exists(os.path.join(model_dir, CONFIG_FILE)):
         return _resumed(model_dir, data_dir, data_spec, options, epochs)
     check_split(data_dir, options.get("split", TRAIN), options["variant"], data_spec)
-    os.makedirs(model_dir, exist_ok=True)
+    storage.makedirs(model_dir)
     spec = copy_spec_into(model_dir, data_spec)
     config = _new_config(data_dir, spec, options, epochs)
     config.data_fingerprint = resume.data_fingerprint(data_dir, data_spec)
@@ -217,7 +218,7 @@ def train(data_dir: str, model_dir: str, variant: str = ModelConfig.variant, epo
     history = read_stopping(model_dir, initial_epoch) if stopping else []
     summary = _fit(model, config, model_dir, dist, train_ds, eval_ds, initial_epoch, history,
                    stopping, verbose, backup_every)
-    summary.update(data_dir=os.path.abspath(data_dir), strategy=strategy)
+    summary.update(data_dir=storage.absolute(data_dir), strategy=strategy)
     if stopping:
         distribute.barrier(dist)  # the chief's last best/ save is complete before anyone reads it
         restore(model, model_dir, best=True)

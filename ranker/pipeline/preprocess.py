@@ -22,14 +22,16 @@ from typing import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions,
+                                                  StandardOptions)
 
-from ranker.artifacts import STATS_FILE, TRUTH_FILE
+from ranker.artifacts import HARVESTED_FILE, STATS_FILE, TRUTH_FILE
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.pipeline import paths
+from ranker.pipeline import paths, s3_compat
 from ranker.pipeline.checks import check_inputs, load_spec
 from ranker.pipeline.feature_stats import ComputeFeatureStats
+from ranker.pipeline.harvest import HarvestInterventions
 from ranker.pipeline.lists import (
     DEAD_LETTER, DEFAULT_EVAL_FRACTION, JUDGED, LISTS, SPLITS, TRUNCATED, VALID, GroupIntoLists,
     ParseImpressions, SplitByRequestHash)
@@ -51,7 +53,7 @@ DASK_UNSUPPORTED = ("--runner DaskRunner: Beam 2.77's DaskRunner runs only a pip
 
 REJECTED_SUFFIX = ".rejected"  # beside --output: a run refused for its dead-letter fraction
 OUTPUT_ENTRIES = (*SPLITS, fs.VOCAB_DIR, DEAD_LETTER, STATS_FILE, fs.SPEC_FILENAME,
-                  TRUTH_FILE)  # what a run replaces in --output; anything else stays
+                  TRUTH_FILE, HARVESTED_FILE)  # what a run replaces in --output; anything else stays
 _PIPELINE_STATS = "_pipeline_stats.json"  # the pipeline's part of stats.json, merged by the driver
 
 
@@ -64,6 +66,8 @@ def run_preprocess(input_pattern: str, output_dir: str, feature_spec_path: str |
     if not 0.0 <= max_dead_letter_fraction <= 1.0:
         raise RankerError(f"--max-dead-letter-fraction must be in [0, 1], got "
                           f"{max_dead_letter_fraction}")
+    options = pipeline_options(beam_args)
+    FileSystems.set_options(options)  # the driver's own reads and writes: --s3_endpoint_url, …
     files = paths.match_inputs(input_pattern)
     spec_path = (paths.normalise(feature_spec_path) if feature_spec_path
                  else paths.join(paths.parent(files[0]), fs.SPEC_FILENAME))
@@ -73,7 +77,6 @@ def run_preprocess(input_pattern: str, output_dir: str, feature_spec_path: str |
     _progress(f"inputs readable: {', '.join(f.rsplit('/', 1)[-1] for f in files[:5])}"
               f"{' …' if len(files) > 5 else ''}")
     output = paths.output_location(output_dir, files)
-    options = pipeline_options(beam_args)
     staging = f"{output}.staging-{uuid.uuid4().hex[:12]}"
     _progress(f"running the Beam job ({options.view_as(StandardOptions).runner}) → {staging}")
     try:
@@ -112,6 +115,9 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], spec: fs.Featu
     grouped[LISTS] | "ComputeVocabularies" >> ComputeVocabularies(
         spec, paths.join(output_dir, fs.VOCAB_DIR))
     features = grouped[LISTS] | "ComputeFeatureStats" >> ComputeFeatureStats(spec)
+    ({VALID: parsed[VALID], LISTS: grouped[LISTS]}
+     | "HarvestInterventions" >> HarvestInterventions(spec)
+     | "WriteHarvested" >> WriteJson(paths.join(output_dir, HARVESTED_FILE)))
     (dict(splits, lines=lines, dead_letter=dead, truncated=grouped[TRUNCATED])
      | "ComputeStats" >> ComputeStats()
      | "AddFeatureStats" >> beam.Map(lambda stats, f: dict(stats, features=f),
@@ -139,6 +145,8 @@ def pipeline_options(beam_args: Sequence[str] | None) -> PipelineOptions:
                           "pipeline flag")
     if not runner:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    setup = options.view_as(SetupOptions)  # every worker imports it: empty files on s3:// work
+    setup.beam_plugins = sorted({*(setup.beam_plugins or []), s3_compat.PLUGIN})
     return options
 
 

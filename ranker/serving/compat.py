@@ -10,6 +10,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 
+from ranker import storage
 from ranker.artifacts import saved_model_file
 from ranker.errors import RankerError
 from ranker.features import spec as fs
@@ -21,8 +22,7 @@ def signature_inputs(saved_model_dir: str, signature: str) -> dict[str, tuple[st
     """{input name: (dtype name, shape with -1 for unknown)} of one signature of the SavedModel."""
     path = saved_model_file(saved_model_dir)
     try:
-        with open(path, "rb") as fh:
-            saved = saved_model_pb2.SavedModel.FromString(fh.read())
+        saved = saved_model_pb2.SavedModel.FromString(storage.read_bytes(path))
     except (OSError, DecodeError) as err:
         raise RankerError(f"{path}: not a readable SavedModel ({str(err)[:120]})") from None
     defs = saved.meta_graphs[0].signature_def if saved.meta_graphs else {}

@@ -7,9 +7,13 @@
 Every file lives under BASE (TF Serving's poller ignores non-integer names there); nothing is written
 beside it, so exports into sibling bases never touch each other's files.
 
-A version is written into a hidden temporary folder inside BASE (TF Serving only loads integer
-folder names), checked, and renamed into place, so a server polling BASE never sees half of it.
-The checks, before the rename: no bias-tower variable is tracked by the module or captured by a
+BASE may be local or on object storage (gs://, s3://; every file goes through tf.io.gfile). A
+version is written into a hidden temporary folder BASE/.tmp-<random>/ (TF Serving only loads
+integer folder names), checked, and then published (publish.py) so a server polling BASE never
+sees half of it: on local disk by one atomic rename to BASE/<version>/; on object storage, which
+has no atomic rename, by copying every file to BASE/<version>/ with saved_model.pb LAST (TF
+Serving's loader needs it, so whoever finds it finds the complete version) and deleting the
+temporary prefix afterwards. The checks, before publishing: no bias-tower variable is tracked by the module or captured by a
 signature, the saved checkpoint holds exactly the relevance tower's variables, and the reloaded
 `serving_default` and `score_elwc` score the warmup lists as the Keras relevance tower does (a
 model whose scores are NaN or infinite is refused as such).
@@ -22,7 +26,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import shutil
 import time
 import uuid
 
@@ -31,14 +34,15 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from ranker import storage
 from ranker.artifacts import write_json, write_text
 from ranker.errors import RankerError
 from ranker.features import codec
 from ranker.features import spec as fs
 from ranker.serving import signatures, warmup
+from ranker.serving.publish import TMP_PREFIX, claim_version, next_version, versions  # noqa: F401
 
 logger = logging.getLogger(__name__)
-TMP_PREFIX = ".tmp-"  # not an integer: TF Serving's version poller skips it
 MODELS_CONFIG = "models.config"
 BATCHING_FILE = "batching_parameters.txt"
 INFO_FILE = "export_info.json"
@@ -57,21 +61,8 @@ pad_variable_length_inputs: true      # score_lists requests of different list s
 """
 
 
-def versions(export_base: str) -> list[int]:
-    """The integer version folders of BASE, ascending."""
-    if not os.path.isdir(export_base):
-        return []
-    return sorted(int(n) for n in os.listdir(export_base)
-                  if n.isdigit() and os.path.isdir(os.path.join(export_base, n)))
-
-
-def next_version(export_base: str) -> int:
-    found = versions(export_base)
-    return found[-1] + 1 if found else 1
-
-
 def model_name(export_base: str) -> str:
-    return os.path.basename(os.path.normpath(os.path.abspath(export_base)))
+    return storage.basename(storage.absolute(export_base))
 
 
 def _built_model(model_dir: str):
@@ -169,11 +160,12 @@ def check_scores(saved_dir: str, model, requests, spec: fs.FeatureSpec) -> float
 
 def models_config(export_base: str, name: str) -> tuple[str, str]:
     """(path, text) of BASE/models.config with this model's entry added or updated."""
-    path = os.path.join(os.path.abspath(export_base), MODELS_CONFIG)
+    base = storage.absolute(export_base)
+    path = storage.join(base, MODELS_CONFIG)
     config = model_server_config_pb2.ModelServerConfig()
-    if os.path.exists(path):
+    if storage.exists(path):
         try:
-            with open(path) as fh:
+            with storage.open_file(path) as fh:
                 text_format.Parse(fh.read(), config)
         except text_format.ParseError as err:
             raise RankerError(f"{path}: not a TF Serving model config ({err}); fix or remove it") from None
@@ -183,8 +175,8 @@ def models_config(export_base: str, name: str) -> tuple[str, str]:
     entry.base_path = f"{CONTAINER_MODELS}/{name}"
     entry.model_platform = "tensorflow"
     header = (f"# TF Serving model config (--model_config_file). base_path is the container path:\n"
-              f"# mount {os.path.abspath(export_base)} at {CONTAINER_MODELS}/{name}, or edit it to"
-              f" {os.path.abspath(export_base)} for a local tensorflow_model_server.\n")
+              f"# mount {base} at {CONTAINER_MODELS}/{name}, or edit it to"
+              f" {base} for a local tensorflow_model_server.\n")
     return path, header + text_format.MessageToString(config)
 
 
@@ -193,8 +185,8 @@ def write_base_files(export_base: str, config: tuple[str, str] | None = None) ->
     example; returns their paths. Both live inside BASE, each written atomically."""
     path, text = config or models_config(export_base, model_name(export_base))
     write_text(path, text)
-    batching = os.path.join(os.path.abspath(export_base), BATCHING_FILE)
-    if not os.path.exists(batching):
+    batching = storage.join(storage.absolute(export_base), BATCHING_FILE)
+    if not storage.exists(batching):
         write_text(batching, BATCHING_EXAMPLE)
     return path, batching
 
@@ -208,24 +200,10 @@ def _save_version(module, concrete, model, spec, requests, name, tmp_dir) -> dic
     return {"variables": saved_variables, "warmup_records": records, "max_abs_score_diff": max_delta}
 
 
-def claim_version(tmp_dir: str, export_base: str) -> tuple[int, str]:
-    """Renames tmp_dir to the next free version; retries if a concurrent export took it."""
-    for _ in range(20):
-        version = next_version(export_base)
-        target = os.path.join(export_base, str(version))
-        try:
-            os.rename(tmp_dir, target)  # fails if target exists (non-empty) or was just created
-            return version, target
-        except OSError:
-            if not os.path.exists(target):
-                raise
-    raise RankerError(f"{export_base}: could not claim a version folder")
-
-
 def export(model_dir: str, export_base: str) -> dict:
     """Writes BASE/<next version>/ with the relevance tower only; returns what was written."""
     started = time.time()
-    if os.path.exists(export_base) and not os.path.isdir(export_base):
+    if storage.exists(export_base) and not storage.isdir(export_base):
         raise RankerError(f"{export_base}: exists and is not a folder")
     name = model_name(export_base)
     base_config = models_config(export_base, name)  # a broken models.config fails before the work
@@ -235,17 +213,17 @@ def export(model_dir: str, export_base: str) -> dict:
     check_relevance_only(module, concrete, model)
     requests, source = warmup.warmup_requests(model_dir, spec, config.moments)
 
-    os.makedirs(export_base, exist_ok=True)
-    tmp_dir = os.path.join(export_base, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}")
+    storage.makedirs(export_base)
+    tmp_dir = storage.join(export_base, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}")
     try:
         logger.info("saving the relevance tower of %s …", model_dir)
         checks = _save_version(module, concrete, model, spec, requests, name, tmp_dir)
         write_json(os.path.join(tmp_dir, warmup.WARMUP_DIR, INFO_FILE),
-                   {"model_dir": os.path.abspath(model_dir), "variant": config.variant,
+                   {"model_dir": storage.absolute(model_dir), "variant": config.variant,
                     "warmup_source": source, **checks})
         version, version_dir = claim_version(tmp_dir, export_base)
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        storage.rmtree(tmp_dir)
     models_config_path, batching = write_base_files(export_base, base_config)
     logger.info("exported %s", version_dir)
     return {

@@ -8,10 +8,9 @@ the copy is checked against it again before the rename.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import uuid
 
+from ranker import storage
 from ranker.errors import RankerError
 from ranker.serving import export, verdict
 
@@ -19,21 +18,20 @@ from ranker.serving import export, verdict
 def last_pushed(serving_base: str) -> str | None:
     """The newest version in the serving base: the baseline the next candidate must not regress."""
     found = export.versions(serving_base)
-    return os.path.join(serving_base, str(found[-1])) if found else None
+    return storage.join(serving_base, str(found[-1])) if found else None
 
 
 def push(candidate: str, serving_base: str) -> dict:
     judged = verdict.check_blessed(candidate)
-    os.makedirs(serving_base, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=export.TMP_PREFIX + "push-", dir=serving_base)
+    storage.makedirs(serving_base)
+    tmp_dir = storage.join(serving_base, f"{export.TMP_PREFIX}push-{uuid.uuid4().hex[:12]}")
     try:
-        os.rmdir(tmp_dir)
-        shutil.copytree(candidate, tmp_dir, ignore=shutil.ignore_patterns(verdict.NOT_BLESSED))
+        storage.copy_tree(candidate, tmp_dir, skip=(verdict.NOT_BLESSED,))
         if verdict.fingerprint(tmp_dir) != judged[verdict.FINGERPRINT_KEY]:
             raise RankerError(f"{candidate} changed while it was being pushed; nothing was pushed")
         version, target = export.claim_version(tmp_dir, serving_base)
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        storage.rmtree(tmp_dir)
     config_path, _ = export.write_base_files(serving_base)
-    return {"pushed": os.path.abspath(target), "version": version, "from": os.path.abspath(candidate),
+    return {"pushed": storage.absolute(target), "version": version, "from": storage.absolute(candidate),
             "models_config": config_path}

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 
+from ranker import storage
 from ranker.artifacts import SAVED_MODEL_FILE, saved_model_file, write_json
 from ranker.errors import RankerError
 
@@ -23,7 +24,7 @@ FINGERPRINT_PATHS = (SAVED_MODEL_FILE, "variables", "assets")  # what decides th
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with storage.open_file(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -32,13 +33,8 @@ def _sha256(path: str) -> str:
 def fingerprint(version_dir: str) -> str:
     """SHA-256 of the sorted `sha256sum` manifest of the files that make up the SavedModel."""
     saved_model_file(version_dir)
-    files = []
-    for top in FINGERPRINT_PATHS:
-        path = os.path.join(version_dir, top)
-        if os.path.isfile(path):
-            files.append(top)
-        for root, _, names in os.walk(path):
-            files += [os.path.relpath(os.path.join(root, n), version_dir) for n in names]
+    files = [rel for rel in storage.files_under(version_dir)
+             if rel in FINGERPRINT_PATHS or rel.split("/", 1)[0] in FINGERPRINT_PATHS[1:]]
     manifest = "".join(f"{_sha256(os.path.join(version_dir, rel))}  {rel}\n" for rel in sorted(files))
     return hashlib.sha256(manifest.encode("utf-8")).hexdigest()
 
@@ -46,9 +42,7 @@ def fingerprint(version_dir: str) -> str:
 def remove_verdicts(version_dir: str) -> None:
     """Removes BLESSED and NOT_BLESSED: called before a (re-)validation starts."""
     for name in (BLESSED, NOT_BLESSED):
-        path = os.path.join(version_dir, name)
-        if os.path.lexists(path):
-            os.remove(path)
+        storage.remove(os.path.join(version_dir, name))
 
 
 def write_verdict(version_dir: str, result: dict) -> str:
@@ -60,11 +54,10 @@ def check_blessed(version_dir: str) -> dict:
     """The BLESSED verdict of `version_dir`; RankerError unless it exists, says blessed and was
     written for exactly the SavedModel now in the folder."""
     path = os.path.join(version_dir, BLESSED)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise RankerError(f"{version_dir}: not blessed; run `ranker validate` first")
     try:
-        with open(path) as fh:
-            verdict = json.load(fh)
+        verdict = json.loads(storage.read_bytes(path))
     except (OSError, ValueError) as err:
         raise RankerError(f"{path}: unreadable verdict ({err}); re-run `ranker validate`") from None
     if not isinstance(verdict, dict) or verdict.get("blessed") is not True:

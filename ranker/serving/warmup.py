@@ -11,6 +11,7 @@ from typing import Iterator
 import tensorflow as tf
 from tensorflow_serving.apis import input_pb2, prediction_log_pb2
 
+from ranker import storage
 from ranker.artifacts import EVAL, JUDGED, TRAIN, TRAIN_SUMMARY, read_json, split_files
 from ranker.features import codec
 from ranker.features import spec as fs
@@ -53,7 +54,7 @@ def synthetic_requests(spec: fs.FeatureSpec, moments: dict, lists: int = 2) -> l
     def value(feature: fs.Feature, i: int):
         if feature.kind == fs.CATEGORICAL:
             vocab = []
-            if feature.uses_vocabulary and os.path.exists(spec.vocabulary_path(feature)):
+            if feature.uses_vocabulary and storage.exists(spec.vocabulary_path(feature)):
                 vocab = fs.read_vocabulary(spec.vocabulary_path(feature))
             return vocab[i % len(vocab)] if vocab else f"warmup-{i}"
         mean = moments.get(feature.name, {}).get("mean")
@@ -69,7 +70,7 @@ def synthetic_requests(spec: fs.FeatureSpec, moments: dict, lists: int = 2) -> l
 def recorded_data_dir(model_dir: str) -> str | None:
     """The data dir `train` recorded in train_summary.json, when it still exists."""
     data_dir = read_json(os.path.join(model_dir, TRAIN_SUMMARY), {}).get("data_dir")
-    return data_dir if data_dir and os.path.isdir(data_dir) else None
+    return data_dir if data_dir and storage.isdir(data_dir) else None
 
 
 def warmup_requests(model_dir: str, spec: fs.FeatureSpec, moments: dict,
@@ -104,7 +105,7 @@ def write_warmup(version_dir: str, requests: list[Request], spec: fs.FeatureSpec
                  model_name: str) -> tuple[str, int]:
     """Writes the warmup file into `version_dir/assets.extra/`; returns (path, records)."""
     folder = os.path.join(version_dir, WARMUP_DIR)
-    os.makedirs(folder, exist_ok=True)
+    storage.makedirs(folder)
     path = os.path.join(folder, WARMUP_FILE)
     count = 0
     with tf.io.TFRecordWriter(path) as writer:

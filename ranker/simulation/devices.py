@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from ranker import storage
 from ranker.errors import RankerError
 from ranker.features.spec import JUDGED_DEVICE
 from ranker.simulation.options import NUM_SHOWN
@@ -102,8 +103,7 @@ def load_curves(path: str, names: list[str]) -> dict[str, tuple[float, ...]]:
     """{device: first NUM_SHOWN values} of an --examination-curve file, validated."""
     where = f"--examination-curve {path}"
     try:
-        with open(path, "rb") as fh:
-            obj = json.loads(fh.read().decode("utf-8"))
+        obj = json.loads(storage.read_bytes(path).decode("utf-8"))
     except OSError as err:
         raise RankerError(f"{where}: cannot read ({err.strerror})") from None
     except (UnicodeDecodeError, ValueError) as err:

@@ -13,11 +13,11 @@ across all files it reads (``LetorFile.dense``): the width is the highest featur
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 
 import numpy as np
 
+from ranker import storage
 from ranker.errors import RankerError
 
 GROUP_SUFFIXES = (".query", ".group")  # LightGBM's name first; ".group" is its older alias
@@ -70,7 +70,7 @@ def vector_width(files: list[LetorFile]) -> tuple[int, bool]:
 
 def read_letor(path: str) -> LetorFile:
     """Reads a qid-layout or group-file-layout SVMlight file; RankerError names file and line."""
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         raise RankerError(f"{path}: LETOR file not found")
     labels, qids, chunks, counts, linenos, has_qid = _read_lines(path)
     index, values = _parse_pairs(path, chunks, counts, linenos)
@@ -111,7 +111,7 @@ def _read_lines(path: str):
     counts: list[int] = []
     linenos: list[int] = []
     has_qid: bool | None = None
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with storage.open_file(path, "r", errors="replace") as fh:
         for lineno, raw in enumerate(fh, 1):
             body = raw.split("#", 1)[0].strip()
             if not body:
@@ -180,13 +180,13 @@ def _group_by_qid(qids: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 def _read_group_file(path: str, num_docs: int) -> tuple[str, np.ndarray]:
     candidates = [path + suffix for suffix in GROUP_SUFFIXES]
-    group_path = next((c for c in candidates if os.path.isfile(c)), None)
+    group_path = next((c for c in candidates if storage.isfile(c)), None)
     if group_path is None:
         raise RankerError(
             f"{path}: lines carry no 'qid:' and the group file {candidates[0]} "
             "(docs per query, one integer a line) is missing")
     sizes = []
-    with open(group_path, encoding="utf-8") as fh:
+    with storage.open_file(group_path, "r") as fh:
         for lineno, raw in enumerate(fh, 1):
             text = raw.strip()
             if not text:

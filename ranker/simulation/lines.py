@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 
 import numpy as np
 
+from ranker import storage
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.simulation import clicks as ck
@@ -103,8 +103,8 @@ class gzip_writer:
         self.path = path
 
     def __enter__(self):
-        self._raw = open(self.path, "wb")
-        self._gz = gzip.GzipFile(filename=os.path.basename(self.path), mode="wb",
+        self._raw = storage.open_file(self.path, "wb")
+        self._gz = gzip.GzipFile(filename=storage.basename(self.path), mode="wb",
                                  fileobj=self._raw, compresslevel=GZIP_LEVEL, mtime=0)
         return self._gz
 

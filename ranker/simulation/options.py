@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-
+from ranker import storage
 from ranker.errors import RankerError
 
 WORLDS = ("synthetic", "letor", "ids")
@@ -78,7 +77,7 @@ class SimulateOptions:
         if not (_is_number(self.trust_bias) and 0.0 <= self.trust_bias <= MAX_TRUST_BIAS):
             raise RankerError(f"--trust-bias must be in [0, {MAX_TRUST_BIAS:g}] (so that "
                               f"eps*(1+T) <= 1 at the top), got {self.trust_bias!r}")
-        if self.examination_curve is not None and not os.path.isfile(self.examination_curve):
+        if self.examination_curve is not None and not storage.isfile(self.examination_curve):
             raise RankerError(f"--examination-curve {self.examination_curve}: file not found")
 
     def _check_letor(self) -> None:
@@ -87,7 +86,7 @@ class SimulateOptions:
         if self.world != "letor" and (self.letor_train or self.letor_test):
             raise RankerError("--letor-train/--letor-test only apply to --world letor")
         for flag, path in (("--letor-train", self.letor_train), ("--letor-test", self.letor_test)):
-            if path and not os.path.isfile(path):
+            if path and not storage.isfile(path):
                 raise RankerError(f"{flag} {path}: file not found")
 
     def _check_judged(self) -> None:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import time
 
 import numpy as np
 
 from ranker.artifacts import (IMPRESSIONS_FILE, JUDGED_FILE, ORACLE_DIR, SUMMARY_FILE, TRUTH_FILE,
                               write_json)
+from ranker import storage
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.simulation import devices as dv
@@ -101,7 +101,7 @@ def build_world(opts: SimulateOptions, rng: np.random.Generator) -> worlds.World
 
 def _make_output(output_dir: str, w: worlds.World) -> dict:
     try:
-        os.makedirs(output_dir, exist_ok=True)
+        storage.makedirs(output_dir)
     except OSError as err:
         raise RankerError(f"--output {output_dir}: cannot create folder ({err.strerror})") from None
     return {
@@ -138,13 +138,13 @@ def _write_lines(path: str, text: str) -> None:
 
 def _write_oracle(paths: dict, w: worlds.World, logging_quality: float) -> None:
     """Full candidate lists of the logged queries (+ a spec that holds them and truth.json)."""
-    oracle_dir = os.path.join(os.path.dirname(paths["truth_path"]), ORACLE_DIR)
-    os.makedirs(oracle_dir, exist_ok=True)
+    oracle_dir = os.path.join(storage.parent(paths["truth_path"]), ORACLE_DIR)
+    storage.makedirs(oracle_dir)
     _write_lines(os.path.join(oracle_dir, JUDGED_FILE), lines.judged_lines(w.logged, logging_quality))
     longest = max(int(qs.lengths.max()) for qs in (w.logged, w.judged) if qs is not None)
     spec = dataclasses.replace(w.spec, max_list_size=worlds.max_list_size(longest))
     spec.save(os.path.join(oracle_dir, fs.SPEC_FILENAME))
-    shutil.copyfile(paths["truth_path"], os.path.join(oracle_dir, TRUTH_FILE))
+    storage.copy(paths["truth_path"], os.path.join(oracle_dir, TRUTH_FILE))
     paths["oracle_dir"] = oracle_dir
 
 
