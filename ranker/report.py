@@ -85,10 +85,11 @@ def plot_quality(name: str, result: dict, path: str) -> None:
                     color=_colour(label))
     ax.grid(axis="y", alpha=0.3)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-    finite = [m for m in means if m == m]
-    if finite:
-        span = max(finite) - min(finite)
-        ax.set_ylim(max(0.0, min(finite) - span - 0.03), max(finite) + span + 0.03)
+    lows = [m - e for m, e in zip(means, errors[0]) if m == m]
+    highs = [m + e for m, e in zip(means, errors[1]) if m == m]
+    if lows:  # the intervals in view, with a margin
+        margin = 0.1 * (max(highs) - min(lows)) + 0.005
+        ax.set_ylim(max(0.0, min(lows) - margin), max(highs) + margin)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{name}: {title}\n(blue: ranker arms, orange: tree peers, grey: references)",
                  fontsize=10)
@@ -150,7 +151,10 @@ def describe_world(world: dict) -> str:
     parts = [text.format(world[key]) for key, text in labels if world.get(key) is not None]
     if world.get("devices"):
         parts.append("devices " + ", ".join(world["devices"]))
-    return ", ".join(parts) if parts else "click logs without a simulation's truth.json"
+    if parts:
+        return ", ".join(parts)
+    return ("click logs with known propensities (truth.json)" if world.get("propensity")
+            else "click logs without a simulation's truth.json")
 
 
 def table(result: dict, baseline: str = "naive") -> list[str]:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -46,6 +48,27 @@ def test_ablation_writes_report_with_intervals_and_plots(tiny_data, tmp_path):
     # finished runs are reused: a second call trains nothing and gives the same figures
     again = ablation.run_ablation(tiny_data, arms, seeds=2, output_dir=str(tmp_path), epochs=1)
     assert again["judged_ndcg@10"] == out["judged_ndcg@10"]
+
+
+def test_ablation_on_click_logs_alone_reports_ips_and_no_empty_chart(tiny_data, tmp_path):
+    clicks_only = tmp_path / "clicks_only"
+    shutil.copytree(tiny_data, clicks_only, ignore=shutil.ignore_patterns("judged"))
+    out = ablation.run_ablation(str(clicks_only), ["naive", "pal"], seeds=1, output_dir=str(tmp_path / "r"),
+                                epochs=1)
+    result = json.loads((tmp_path / "r" / "report.json").read_text())["datasets"]["clicks_only"]
+    assert result["lists"] == 0 and result["arms"]["pal"]["judged_ndcg@10"]["mean"] is None
+    ips = result["arms"]["pal"]["ips_ndcg@10"]
+    assert ips["ci95"][0] <= ips["mean"] <= ips["ci95"][1] and ips["n"] > 0
+    assert result["arms"]["pal"]["ips_vs_naive"]["verdict"] in ("better", "worse", "no difference")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "None" not in md and "no judged lists: IPS click nDCG@10" in md
+    assert f"| {ips['mean']:.3f} [" in md
+    assert all(os.path.getsize(p) > 5000 for p in out["plots"])
+    # without truth.json (and no harvested estimate) there are no propensities: click log-loss
+    os.remove(clicks_only / "truth.json")
+    ablation.run_ablation(str(clicks_only), ["naive"], seeds=1, output_dir=str(tmp_path / "r2"), epochs=1)
+    md = (tmp_path / "r2" / "report.md").read_text()
+    assert "None" not in md and "click logs without a simulation's truth.json" in md
 
 
 def test_ablation_refuses_an_unknown_gap_reference(tiny_data, tmp_path):

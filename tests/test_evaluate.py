@@ -46,14 +46,13 @@ def test_metrics_json_has_the_spec_layout(pal_dir, tiny_data, tmp_path):
     assert (tmp_path / "propensity.png").stat().st_size > 0  # beside metrics.json
 
 
-def test_evaluate_prints_a_table_and_takes_a_propensity_source(pal_dir, tiny_data, tmp_path, caplog):
-    caplog.set_level("INFO")
+def test_evaluate_prints_a_table_and_takes_a_propensity_source(pal_dir, tiny_data, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     assert main(["evaluate", "--model-dir", pal_dir, "--data", tiny_data, "--output", str(out),
                  "--propensities", "model", "--ips-clip", "5"]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["ips"]["propensity_source"] == "model" and metrics["ips"]["clip"] == 5.0
-    text = caplog.text
+    text = capsys.readouterr().err
     assert "IPS click nDCG@10" in text and "propensity, desktop" in text and "learned" in text
     assert main(["evaluate", "--model-dir", pal_dir, "--data", tiny_data, "--ips-clip", "0.5"]) == 2
     assert main(["evaluate", "--model-dir", pal_dir, "--data", tiny_data, "--propensities",

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.models import combine, data
 from ranker.models.bias import BiasTower, bias_logit_dropout
@@ -185,9 +186,22 @@ def test_training_resumes_from_the_last_epoch(tiny_data, tmp_path):
 
 
 def test_config_rejects_bad_flags():
-    from ranker.errors import RankerError
 
     with pytest.raises(RankerError, match="position-dropout"):
         ModelConfig(position_dropout=1.5)
     with pytest.raises(RankerError, match="variant"):
         ModelConfig(variant="magic")
+
+
+def test_pal_with_given_propensities_has_no_bias_tower_and_learns_relevance(tiny_data, tmp_path):
+    summary = train(tiny_data, str(tmp_path / "m"), variant="pal", epochs=2, verbose=0, propensities="truth")
+    model, config, _ = load_trained(str(tmp_path / "m"))
+    assert config.known_examination and not config.has_bias_tower and model.bias_tower is None
+    assert config.propensity_source == "truth.json" and set(config.propensities) == {"desktop", "mobile"}
+    assert summary["propensity"] == {}  # fixed, not learned
+    assert summary["history"]["val_click_log_loss"][-1] < summary["history"]["val_click_log_loss"][0]
+    with pytest.raises(RankerError, match="pointwise only"):
+        train(tiny_data, str(tmp_path / "l"), variant="pal", epochs=1, verbose=0, propensities="truth",
+              loss="listwise")
+    with pytest.raises(RankerError, match="ips or pal only"):
+        train(tiny_data, str(tmp_path / "n"), variant="naive", epochs=1, verbose=0, propensities="truth")

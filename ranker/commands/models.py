@@ -56,10 +56,11 @@ def add_train(sub):
                         "best epoch (0: train every epoch, keep the last)")
     p.add_argument("--batch-size", type=int, default=model_config.ModelConfig.batch_size,
                    help="lists per batch (at least 1)")
-    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and dropout")
+    p.add_argument("--seed", type=int, default=model_config.ModelConfig.seed,
+                   help="seeds initialisation, shuffling and dropout")
     p.add_argument("--position-dropout", type=float, default=model_config.ModelConfig.position_dropout,
                    help="probability of replacing a position by 'unknown' in the bias tower")
-    p.add_argument("--bias-dropout", type=float, default=0.0,
+    p.add_argument("--bias-dropout", type=float, default=model_config.ModelConfig.bias_dropout,
                    help="probability of zeroing the whole bias logit (Zhang et al. use 0.5)")
     p.add_argument("--loss", choices=model_config.LOSSES, default=None,
                    help="%(default)s: listwise for dla (its softmax losses), pointwise otherwise")
@@ -74,10 +75,12 @@ def add_train(sub):
     p.add_argument("--ips-clip", type=float, default=model_config.ModelConfig.ips_clip,
                    help="largest inverse-propensity weight of ips and dla")
     p.add_argument("--propensities", default=None,
-                   help="ips: JSON {device: [p1, p2, ...]} (%(default)s: the data dir's truth.json)")
-    p.add_argument("--strategy", choices=("default", "mirrored", "multi-worker"), default="default",
+                   help="ips and pal: a JSON file {device: [p1, p2, ...]}, `harvested` (preprocess's"
+                   " model-free estimate) or `truth` (truth.json); pal then fixes its examination to this"
+                   " curve instead of learning a bias tower (%(default)s: ips reads truth.json, pal learns)")
+    p.add_argument("--strategy", choices=model_config.STRATEGIES, default=model_config.STRATEGIES[0],
                    help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG")
-    p.add_argument("--backup-every", type=int, default=100,
+    p.add_argument("--backup-every", type=int, default=model_config.BACKUP_EVERY,
                    help="batches between mid-epoch backups a killed job resumes from (0: off)")
     tower = model_config.ModelConfig  # the relevance tower's sizes and number handling
     p.add_argument("--embedding-dim", type=int, default=tower.embedding_dim,

@@ -25,12 +25,11 @@ from ranker import storage
 from ranker.artifacts import read_json, write_json
 from ranker.errors import RankerError
 from ranker.models import schedule
-from ranker.models.config import ModelConfig, model_spec
+from ranker.models.config import BACKUP_EVERY, ModelConfig, model_spec  # noqa: F401 (re-exported)
 from ranker.models.two_tower import RankingModel
 
 CHECKPOINT_DIR = "checkpoints"
 BACKUP_DIR = "backup"  # BackupAndRestore's mid-epoch state; deleted when fit completes
-BACKUP_EVERY = 100  # batches between mid-epoch backups
 BEST_DIR = "best"
 STOPPING_FILE = "early_stopping.json"
 TENSORBOARD_DIR = "logs"

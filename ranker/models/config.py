@@ -16,6 +16,8 @@ from ranker.errors import RankerError
 from ranker.features import spec as fs
 
 VARIANTS = ("naive", "position-feature", "pal", "additive", "oracle", "ips", "dla")
+STRATEGIES = ("default", "mirrored", "multi-worker")  # tf.distribute strategies of `ranker train`
+BACKUP_EVERY = 100  # batches between mid-epoch backups (Keras BackupAndRestore) a killed job resumes from
 TWO_TOWER = ("pal", "additive")
 LOSSES = ("pointwise", "listwise")
 LR_SCHEDULES = ("cosine", "constant")  # warm-up then cosine decay over the step budget, or flat
@@ -64,7 +66,7 @@ class ModelConfig:
     steps_per_epoch: int = 0
     split: str = TRAIN
     ips_clip: float = 10.0  # the largest inverse-propensity weight (ips, dla)
-    propensities: dict = dataclasses.field(default_factory=dict)  # ips: {device: [1.0, p2, …]}
+    propensities: dict = dataclasses.field(default_factory=dict)  # ips, pal: {device: [1.0, p2, …]}
     propensity_source: str = ""
     moments: dict = dataclasses.field(default_factory=dict)  # numeric/vector: data.feature_moments
     numeric_transform: str = "log1p"
@@ -125,7 +127,13 @@ class ModelConfig:
 
     @property
     def has_bias_tower(self) -> bool:
-        return self.variant in TWO_TOWER
+        """A learned bias tower: additive, and pal unless given fixed propensities."""
+        return self.variant in TWO_TOWER and not self.known_examination
+
+    @property
+    def known_examination(self) -> bool:
+        """Examination from a fixed curve (`propensities`): ips always, pal with --propensities."""
+        return self.variant == "ips" or (self.variant == "pal" and bool(self.propensities))
 
     def save(self, model_dir: str) -> None:
         """Atomically; NaN or infinities (not JSON) are a RankerError."""

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from ranker import storage
 from ranker.errors import RankerError
+from ranker.models.config import STRATEGIES
 
-STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

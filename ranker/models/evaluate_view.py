@@ -99,11 +99,11 @@ def plot_propensity(metrics: dict, path: str) -> str | None:
             if not curve:
                 continue
             points = [(k + 1, v) for k, v in enumerate(curve) if v is not None]
-            ax.plot(*zip(*points), style, label=name, markersize=4)
+            line, = ax.plot(*zip(*points), style, label=name, markersize=4)
             if name == "harvested" and intervals.get(device):
                 spans = [(k + 1, ci) for k, ci in enumerate(intervals[device]) if ci]
                 ax.fill_between([k for k, _ in spans], [c[0] for _, c in spans], [c[1] for _, c in spans],
-                                alpha=0.2, label="harvested 95% interval")
+                                alpha=0.2, color=line.get_color(), label="harvested 95% interval")
         ax.set_title(device)
         ax.set_xlabel("position")
         ax.set_ylim(0, 1.05)

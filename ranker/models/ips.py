@@ -19,7 +19,8 @@ import tensorflow as tf
 from ranker import storage
 from ranker.artifacts import TRUTH_FILE, read_json
 from ranker.errors import RankerError
-from ranker.models import combine
+from ranker.models import combine, counterfactual
+from ranker.models.counterfactual import HARVESTED, TRUTH
 
 
 def _curves(raw, source: str) -> dict[str, list[float]]:
@@ -35,8 +36,12 @@ def _curves(raw, source: str) -> dict[str, list[float]]:
 
 
 def load_propensities(data_dir: str, path: str | None = None) -> tuple[dict[str, list[float]], str]:
-    """({device: [1.0, p2, …]}, source) from `path`, else from the data dir's truth.json."""
-    if path:
+    """({device: [1.0, p2, …]}, source) from `path`: a JSON file, `harvested` (the data dir's
+    model-free estimate written by preprocess) or `truth`; by default the data dir's truth.json."""
+    if path == HARVESTED:
+        chosen = counterfactual.propensities(data_dir, HARVESTED)
+        return chosen["curves"], chosen["source"]
+    if path and path != TRUTH:
         if not storage.isfile(path):
             raise RankerError(f"--propensities {path}: no such file")
         try:

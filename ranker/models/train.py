@@ -91,11 +91,14 @@ def _numbers(value) -> list[float]:
 
 
 def _with_propensities(data_dir: str, options: dict, propensity_file: str | None) -> dict:
-    if options["variant"] == "ips":
+    """ips always takes propensities; pal takes them in place of its bias tower when given."""
+    if options["variant"] == "ips" or (options["variant"] == "pal" and propensity_file):
+        if options["variant"] == "pal" and options.get("loss") == "listwise":
+            raise RankerError("pal with --propensities trains on the click likelihood: --loss pointwise only")
         options = dict(options)
         options["propensities"], options["propensity_source"] = ips.load_propensities(data_dir, propensity_file)
     elif propensity_file:
-        raise RankerError("--propensities is for --variant ips only")
+        raise RankerError("--propensities is for --variant ips or pal only")
     return options
 
 

@@ -10,6 +10,7 @@ model knows which labels its variant learns from.
 | additive / pal   | item + context features        | yes        | clicks                   |
 | oracle           | item + context features        | –          | true relevance (gain)    |
 | ips              | item + context features        | known p    | clicks · min(1/p, clip)  |
+| pal, given p     | item + context features        | known p    | clicks, σ(r) · p(k, d)   |
 | dla              | item + context features        | learned p  | clicks, DLA's two losses |
 
 Two optimizers (schedule.optimizers): `optimizer` for the relevance tower, `bias_optimizer` for
@@ -45,7 +46,7 @@ class RankingModel(tfrs.models.Model):
             dropout = config.position_dropout if config.has_bias_tower else 0.0
             self.bias_tower = BiasTower(devices, config.num_positions, dropout)
         self.known_propensity = (ips.KnownPropensity(config.propensities, devices, config.num_positions)
-                                 if config.variant == "ips" else None)
+                                 if config.known_examination else None)
         self.combination = config.variant if config.has_bias_tower else combine.NONE
         self.devices = devices
         self.click_offset = (self.add_weight(name="click_offset", shape=[], initializer="zeros")
@@ -100,7 +101,7 @@ class RankingModel(tfrs.models.Model):
 
     def _training_loss(self, features: dict, labels, mask, logits: dict, training: bool) -> tf.Tensor:
         config = self.config
-        if self.known_propensity is not None:
+        if config.variant == "ips":
             log_exam = self.known_propensity(features[fs.POSITION], features[fs.DEVICE])
             return ips.ips_loss(labels, mask, logits["relevance"], log_exam, config.ips_clip, config.loss)
         if config.variant == "dla":
