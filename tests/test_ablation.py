@@ -29,6 +29,7 @@ def test_mean_std_skips_missing_values():
     assert ablation.mean_std([0.5, None, 0.7]) == {"mean": 0.6, "std": 0.1, "n": 2}
 
 
+@pytest.mark.slow  # trains several models: the quick suite stays quick; CI runs it
 def test_ablation_writes_report_with_intervals_and_plots(tiny_data, tmp_path):
     arms = ["naive", "additive", "naive:learning-rate=0.01"]
     out = ablation.run_ablation(tiny_data, arms, seeds=2, output_dir=str(tmp_path), epochs=1,
@@ -50,6 +51,7 @@ def test_ablation_writes_report_with_intervals_and_plots(tiny_data, tmp_path):
     assert again["judged_ndcg@10"] == out["judged_ndcg@10"]
 
 
+@pytest.mark.slow  # trains several models: the quick suite stays quick; CI runs it
 def test_ablation_on_click_logs_alone_reports_ips_and_no_empty_chart(tiny_data, tmp_path):
     clicks_only = tmp_path / "clicks_only"
     shutil.copytree(tiny_data, clicks_only, ignore=shutil.ignore_patterns("judged"))

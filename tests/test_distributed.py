@@ -16,6 +16,7 @@ from ranker.models.train import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # trains several models: the quick suite stays quick; CI runs it
 def test_mirrored_on_one_cpu_replica_trains_like_default(tiny_data, tmp_path):
     mirrored = train(tiny_data, str(tmp_path / "m"), variant="naive", epochs=1, verbose=0,
                      strategy="mirrored")

@@ -146,9 +146,11 @@ def test_padded_slots_change_neither_loss_nor_metrics(additive_dir, tiny_data):
                           float(model.compute_loss(dict(batch, **{fs.MASK: tf.ones_like(batch[fs.MASK])}))))
 
 
-@pytest.mark.parametrize("variant,loss", [("naive", "pointwise"), ("additive", "pointwise"),
-                                          ("pal", "pointwise"), ("position-feature", "pointwise"),
-                                          ("oracle", "pointwise"), ("pal", "listwise")])
+@pytest.mark.parametrize("variant,loss", [
+    ("naive", "pointwise"), ("pal", "pointwise"),
+    # the other variants' training runs belong to the slow suite (CI runs them)
+    *(pytest.param(v, l, marks=pytest.mark.slow) for v, l in (
+        ("additive", "pointwise"), ("position-feature", "pointwise"), ("oracle", "pointwise"), ("pal", "listwise")))])
 def test_a_few_steps_lower_the_loss(tiny_data, tmp_path, variant, loss):
     spec_dir = tmp_path / "m"
     summary = train(tiny_data, str(spec_dir), variant=variant, epochs=1, loss=loss, verbose=0)
@@ -178,6 +180,7 @@ def test_position_feature_baseline_scores_at_a_fixed_position(tiny_data, tmp_pat
     assert not np.allclose(model.relevance_tower(batch).numpy(), model.relevance_tower(at_one).numpy())
 
 
+@pytest.mark.slow  # trains several models: the quick suite stays quick; CI runs it
 def test_training_resumes_from_the_last_epoch(tiny_data, tmp_path):
     first = train(tiny_data, str(tmp_path), variant="naive", epochs=1, verbose=0)
     assert first["resumed_from_epoch"] == 0

@@ -158,6 +158,7 @@ def test_warmup_falls_back_to_synthetic_candidates(loaded, keras_model, model_di
         assert np.all(np.isfinite(loaded.signatures[request.model_spec.signature_name](**inputs)["scores"]))
 
 
+@pytest.mark.slow  # trains several models: the quick suite stays quick; CI runs it
 def test_position_feature_baseline_exports_at_a_fixed_position(tiny_data, tmp_path, lists):
     """position-feature is served with position and device absent (fixed serving values)."""
     model_dir = os.fspath(tmp_path / "model")

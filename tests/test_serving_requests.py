@@ -216,6 +216,7 @@ def test_numbers_of_the_wrong_count_or_type_are_refused(loaded, keras_model, lis
             default(examples=tf.constant([example.SerializeToString()]))
 
 
+@pytest.mark.slow  # trains several models: the quick suite stays quick; CI runs it
 def test_export_of_a_nan_model_says_so(model_dir, tmp_path, monkeypatch):
     original = export._built_model
 

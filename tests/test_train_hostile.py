@@ -69,6 +69,7 @@ def test_resume_takes_a_new_epoch_budget(naive_dir, tiny_data, tmp_path):
     assert (config.patience, config.min_steps, config.epochs) == (1, 10, 1)
 
 
+@pytest.mark.slow  # trains several models: the quick suite stays quick; CI runs it
 def test_restart_through_the_cli_trains_afresh_and_keeps_other_files(naive_dir, tiny_data, tmp_path, capsys):
     model_dir = _copy(naive_dir[0], tmp_path / "m")
     (tmp_path / "m" / "notes.txt").write_text("mine")
