@@ -201,6 +201,8 @@ def plot_run(metrics: dict, path: str) -> str:
         paired = Paired(values) if values else None
         for i, variant in enumerate(values):
             stat = paired.mean(variant)
+            if key == "ips_per_list":  # the ratio's own interval (evaluate's), not one of its parts
+                stat = {"mean": metrics[variant]["ips"]["ndcg@10"], "ci95": metrics[variant]["ips"]["ci95"]}
             ax.errorbar([i], [stat["mean"]], yerr=[[stat["mean"] - stat["ci95"][0]], [stat["ci95"][1] - stat["mean"]]],
                         fmt="o", capsize=5, color=_colour(variant))
         ax.set_xticks(range(len(values)), list(values))
