@@ -14,7 +14,6 @@ Writes BOARD/candidates/<arm>.json.
 from __future__ import annotations
 
 import argparse
-import collections
 import gzip
 import json
 import logging
@@ -36,23 +35,14 @@ REFERENCES = ("pal", "naive")
 def ensure_harvested(sim: Path) -> None:
     """DATA/propensity_harvested.json from the raw logs where preprocess predates it."""
     target = sim / "data" / HARVESTED_FILE
-    if target.exists():
-        return
-    counts: dict = collections.defaultdict(lambda: collections.defaultdict(lambda: [0, 0]))
-    with gzip.open(sim / "logs" / IMPRESSIONS_FILE, "rt") as fh:
-        for line in fh:
-            row = json.loads(line)
-            if row.get("clicked") is None:
-                continue
-            cell = counts[(harvest_fit.query_key(row.get("context")), row["item_id"], row["device_type"])][row["position"]]
-            cell[0] += 1
-            cell[1] += int(row["clicked"])
-    units = [(*key, {k: tuple(v) for k, v in positions.items()}) for key, positions in counts.items()]
-    write_json(str(target), harvest_fit.harvest_units(units))
+    if not target.exists():
+        with gzip.open(sim / "logs" / IMPRESSIONS_FILE, "rt") as fh:
+            write_json(str(target), harvest_fit.harvest_units(harvest_fit.units_from_lines(fh)))
 
 
 def world_runs(board: Path, world: str, arm_text: str, train_seed: int) -> dict[str, list[dict]]:
-    arm, label = parse_arm(arm_text), arm_text.replace(":", "_").replace("=", "-")
+    arm = parse_arm(arm_text)
+    label = arm.dirname
     runs: dict[str, list[dict]] = {label: [], **{r: [] for r in REFERENCES}}
     for sim in sorted((board / "worlds" / world).glob("seed*")):
         seed = int(sim.name[len("seed"):])
@@ -87,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     board = Path(args.board)
     result = {w: compare(world_runs(board, w, args.arm, args.train_seed)) for w in args.worlds.split(",")}
-    out = board / "candidates" / (args.arm.replace(":", "_").replace("=", "-") + ".json")
+    out = board / "candidates" / (parse_arm(args.arm).dirname + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     for world, halves in result.items():

@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from ranker.models import evaluate  # noqa: E402
-from ranker.stats import Paired  # noqa: E402
+from ranker.stats import Paired, per_key_means  # noqa: E402
 
 logger = logging.getLogger("ips_agreement")
 METRICS = {"judged nDCG@10": ("judged_per_list", "ndcg@10"),
@@ -43,20 +43,15 @@ CLICK_METRICS = ("IPS click nDCG@10", "click nDCG@10 (biased)")
 
 def per_key(board: Path, world: str, arm: str, propensities: str) -> dict[str, dict]:
     """{metric: {(sim seed, request id): mean over training seeds}} of one arm in one world."""
-    sums: dict = {m: {} for m in METRICS}
+    runs = []
     for sim in sorted((board / "worlds" / world).glob("seed*")):
         for run in sorted((sim / "runs" / arm).glob("seed*")):
             with contextlib.redirect_stdout(io.StringIO()):
                 result = evaluate.evaluate(str(sim / "data"), model_dir=str(run), propensities=propensities)
-            for metric, (block, key) in METRICS.items():
-                lists = result[block]
-                for rid, value in zip(lists["request_id"], lists[key]):
-                    if value is not None:
-                        total, n = sums[metric].get((sim.name, rid), (0.0, 0))
-                        sums[metric][(sim.name, rid)] = (total + value, n + 1)
+            runs.append({**result, "sim_seed": sim.name})
             logger.info("%s %s %s/%s: judged %.4f, ips %.4f", world, arm, sim.name, run.name,
                         result["judged"]["ndcg@10"], result["ips"]["ndcg@10"])
-    return {m: {k: t / n for k, (t, n) in values.items()} for m, values in sums.items()}
+    return {m: per_key_means(runs, None, False, block=block, metric=key) for m, (block, key) in METRICS.items()}
 
 
 def compare(values: dict[str, dict[str, dict]], arms: list[str]) -> dict:

@@ -47,6 +47,11 @@ class Arm:
     overrides: tuple[tuple[str, object], ...] = ()
 
     @property
+    def dirname(self) -> str:
+        """The arm's run folder name (no ':', '/' or '=')."""
+        return self.label.replace(":", "_").replace("/", "_").replace("=", "-")
+
+    @property
     def is_tree(self) -> bool:
         return self.variant in _tree_arms()
 
@@ -138,17 +143,6 @@ def summarise_runs(runs: list[dict]) -> dict:
     return summary
 
 
-def _ips_means(runs: list[dict]) -> dict:
-    """{request id: IPS click nDCG@10 share of the list, mean over the runs} (eval split)."""
-    sums: dict = {}
-    for run in runs:
-        lists = run.get("ips_per_list") or {}
-        for rid, value in zip(lists.get("request_id", []), lists.get("ndcg@10", [])):
-            total, count = sums.get(rid, (0.0, 0))
-            sums[rid] = (total + value, count + 1)
-    return {rid: total / count for rid, (total, count) in sums.items()}
-
-
 def compare(runs_by_arm: dict[str, list[dict]], half: str | None, fixed_lists: bool,
             baseline: str = BASELINE_ARM, gap_reference: str | None = None) -> dict:
     """judged nDCG@10 and IPS click nDCG@10 per arm with intervals, each arm against the baseline,
@@ -156,7 +150,8 @@ def compare(runs_by_arm: dict[str, list[dict]], half: str | None, fixed_lists: b
     values = {arm: stats.per_key_means(runs, half, fixed_lists) for arm, runs in runs_by_arm.items()}
     values = {arm: v for arm, v in values.items() if v}
     paired = stats.Paired(values)
-    ips_values = {arm: v for arm, runs in runs_by_arm.items() if (v := _ips_means(runs))}
+    ips_values = {arm: v for arm, runs in runs_by_arm.items()
+                  if (v := stats.per_key_means(runs, None, fixed_lists, block="ips_per_list"))}
     ips = stats.Paired(ips_values) if ips_values else None
     arms = {}
     for arm, runs in runs_by_arm.items():
@@ -205,8 +200,7 @@ def run_ablation(data_dir: str, variants: list[str], seeds: int, output_dir: str
         for arm in arms:
             runs = []
             for seed in range(seeds):
-                run_dir = os.path.join(output_dir, "runs", name, arm.label.replace(":", "_")
-                                       .replace("/", "_").replace("=", "-"), f"seed{seed}")
+                run_dir = os.path.join(output_dir, "runs", name, arm.dirname, f"seed{seed}")
                 logger.info("%s · %s · seed %d", name, arm.label, seed)
                 runs.append({**run_arm(d, arm, seed, run_dir, epochs), "sim_seed": 0})
             runs_by_arm[arm.label] = runs

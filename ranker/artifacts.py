@@ -21,7 +21,6 @@ import uuid
 
 from ranker import storage
 from ranker.errors import RankerError
-from ranker.storage import absolute, register_filesystem  # noqa: F401  (re-exported)
 
 # --- simulate ------------------------------------------------------------------------------------
 IMPRESSIONS_FILE = "impressions.jsonl.gz"

@@ -16,13 +16,15 @@ RESAMPLES = 2000
 LEVEL = 0.95
 
 
-def per_key_means(runs: list[dict], half: str | None, fixed_lists: bool) -> dict:
-    """{key: mean nDCG@10} over runs ([{"sim_seed", "judged_per_list"}]) restricted to one half."""
+def per_key_means(runs: list[dict], half: str | None, fixed_lists: bool, block: str = "judged_per_list",
+                  metric: str = "ndcg@10") -> dict:
+    """{key: mean of `metric`} over runs ([{"sim_seed", block: {"request_id", metric}}]) restricted
+    to one judged half (None: all lists); values that are None (no figure for that list) are skipped."""
     sums: dict = {}
     for run in runs:
-        lists = run.get("judged_per_list") or {}
-        for rid, value in zip(lists.get("request_id", []), lists.get("ndcg@10", [])):
-            if half and metrics_lib.judged_half(rid) != half:
+        lists = run.get(block) or {}
+        for rid, value in zip(lists.get("request_id", []), lists.get(metric, [])):
+            if value is None or (half and metrics_lib.judged_half(rid) != half):
                 continue
             key = rid if fixed_lists else (run["sim_seed"], rid)
             total, count = sums.get(key, (0.0, 0))

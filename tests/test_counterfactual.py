@@ -96,7 +96,7 @@ def test_paired_difference_sees_a_consistent_gain():
 def test_propensity_sources(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    with pytest.raises(RankerError, match="no propensities"):
+    with pytest.raises(RankerError, match="no position propensities"):
         cf.propensities(str(data))
     model = {"desktop": [1.0, 0.6]}
     assert cf.propensities(str(data), cf.AUTO, model)["source"] == cf.MODEL

@@ -13,7 +13,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that
 
 from pipeline_helpers import SPEC, beam_pipeline, dumps, record
-from ranker.artifacts import HARVESTED_FILE
+from ranker.artifacts import HARVESTED_FILE, read_json
 from ranker.pipeline import harvest_fit as hf
 from ranker.pipeline import parse
 from ranker.pipeline import preprocess as pp
@@ -121,14 +121,7 @@ def test_fit_keeps_pairs_with_no_click_on_one_side():
 
 
 def _units_from_logs(path) -> list[tuple]:
-    units = collections.defaultdict(lambda: collections.defaultdict(lambda: [0, 0]))
-    for line in gzip.open(path):
-        obj = json.loads(line)
-        cell = units[(hf.query_key(obj.get("context")), obj["item_id"],
-                      obj["device_type"])][obj["position"]]
-        cell[0] += 1
-        cell[1] += obj["clicked"]
-    return [(*key, {k: tuple(v) for k, v in counts.items()}) for key, counts in units.items()]
+    return hf.units_from_lines(gzip.open(path))
 
 
 def test_harvested_curve_is_close_to_the_simulators_truth(tmp_path):
@@ -166,7 +159,7 @@ def test_preprocess_writes_the_same_estimate(tmp_path):
         logging_quality=0.5, click_model="pbm", devices=["desktop", "mobile"], seed=1,
         output_dir=str(tmp_path / "sim"), num_queries=30, num_judged=3)
     pp.run_preprocess(str(tmp_path / "sim" / "*.jsonl.gz"), str(tmp_path / "out"), None, [])
-    written = hf.load_harvested(str(tmp_path / "out"))
+    written = read_json(str(tmp_path / "out" / HARVESTED_FILE))
     reference = hf.harvest_units(_units_from_logs(tmp_path / "sim" / "impressions.jsonl.gz"))
     assert written["units"] == reference["units"] and sum(written["units"].values()) > 0
     assert written["interventions"] == reference["interventions"]
@@ -177,4 +170,4 @@ def test_preprocess_writes_the_same_estimate(tmp_path):
     vocab = (tmp_path / "out" / "vocab" / "device_type.txt").read_text().split()
     assert list(written["propensity"]) == vocab
     assert not math.isnan(sum(v for c in written["propensity"].values() for v in c if v))
-    assert hf.load_harvested(str(tmp_path)) is None and HARVESTED_FILE in pp.OUTPUT_ENTRIES
+    assert read_json(str(tmp_path / HARVESTED_FILE)) is None and HARVESTED_FILE in pp.OUTPUT_ENTRIES

@@ -200,7 +200,7 @@ def test_pal_with_given_propensities_has_no_bias_tower_and_learns_relevance(tiny
     summary = train(tiny_data, str(tmp_path / "m"), variant="pal", epochs=2, verbose=0, propensities="truth")
     model, config, _ = load_trained(str(tmp_path / "m"))
     assert config.known_examination and not config.has_bias_tower and model.bias_tower is None
-    assert config.propensity_source == "truth.json" and set(config.propensities) == {"desktop", "mobile"}
+    assert config.propensity_source == "truth" and set(config.propensities) == {"desktop", "mobile"}
     assert summary["propensity"] == {}  # fixed, not learned
     assert summary["history"]["val_click_log_loss"][-1] < summary["history"]["val_click_log_loss"][0]
     with pytest.raises(RankerError, match="pointwise only"):

@@ -22,7 +22,7 @@ from ranker import cli
 from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.models import evaluate, train
-from ranker.serving import export, push, validate, verdict
+from ranker.serving import export, publish, push, validate, verdict
 
 REPO = Path(__file__).resolve().parents[1]
 SELECT_BLESSED = REPO / "ranker" / "serving" / "select_blessed.sh"
@@ -79,7 +79,7 @@ def test_every_export_file_lives_under_the_base(exported, model_dir, export_base
     assert again["version"] == 2 and again["export_dir"] == os.path.join(export_base, "2")
     assert sorted(os.listdir(export_base)) == ["1", "2", "batching_parameters.txt", "models.config"]
     assert os.listdir(parent) == ["ranker"]  # nothing beside the base
-    assert export.versions(export_base) == [1, 2] and export.next_version(export_base) == 3
+    assert publish.versions(export_base) == [1, 2] and publish.next_version(export_base) == 3
     assert again["models_config"] == os.path.join(export_base, "models.config")
     assert _config_entries(again["models_config"]) == [("ranker", "/models/ranker")]
     assert "max_batch_size" in open(again["batching_parameters"]).read()
@@ -132,7 +132,7 @@ def test_validate_blesses_good_and_refuses_bad(exported, bad_export, tiny_data):
     assert not against["blessed"] and "regresses" in against["reason"]
     assert os.path.exists(os.path.join(bad, "NOT_BLESSED"))
     assert not os.path.exists(os.path.join(bad, "BLESSED"))
-    assert export.versions(os.path.dirname(bad)) == [1]  # verdict files are not versions
+    assert publish.versions(os.path.dirname(bad)) == [1]  # verdict files are not versions
 
     floor = round((good_ndcg + bad_ndcg) / 2, 3)
     floor_only = validate.validate(bad, None, tiny_data, min_ndcg=floor, max_regression=0.01)
@@ -181,7 +181,9 @@ def test_ips_metric_gate(exported, bad_export, tiny_data, tmp_path):
     assert recorded["propensity_source"] == "truth" and recorded["metric"] == "ips-ndcg@10"
     assert set(recorded["by_device"]) == set(want["ips_by_device"]) and len(recorded["by_device"]) > 1
     against = validate.validate(bad, good, tiny_data, metric="ips-ndcg@10", min_ndcg=0.0)
-    assert against["change"]["lists"] > 0 and against["change"]["ci95"][0] <= against["change"]["diff"]
+    # random scores against the trained model: worse, beyond the paired interval, and refused
+    assert against["change"]["lists"] > 0 and against["change"]["verdict"] == "worse"
+    assert against["change"]["ci95"][1] < 0 and not against["blessed"]
     assert against["change"]["diff"] == pytest.approx(against["candidate_value"] - against["baseline_value"], abs=1e-3)
     device = sorted(recorded["by_device"])[0]
     floored = validate.validate(good, None, tiny_data, metric="ips-ndcg@10", min_ndcg=0.0,
@@ -263,7 +265,7 @@ def test_a_failed_revalidation_leaves_no_stale_blessed(exported, tiny_data, tmp_
 def test_push_copies_only_blessed_versions_into_the_serving_base(exported, tiny_data, tmp_path):
     staged = tmp_path / "staging" / "ranker"
     shutil.copytree(exported["export_dir"], staged / "1",
-                    ignore=shutil.ignore_patterns(validate.BLESSED, validate.NOT_BLESSED))
+                    ignore=shutil.ignore_patterns(verdict.BLESSED, verdict.NOT_BLESSED))
     serving_base = str(tmp_path / "serving" / "ranker")
     with pytest.raises(RankerError, match="not blessed"):
         push.push(str(staged / "1"), serving_base)
@@ -297,9 +299,9 @@ def test_push_refuses_a_verdict_for_another_model(exported, tiny_data, tmp_path)
     with pytest.raises(RankerError, match="does not say blessed"):
         push.push(os.fspath(staged), serving_base)
     (staged / "BLESSED").write_text("{ truncated")
-    with pytest.raises(RankerError, match="unreadable verdict"):
+    with pytest.raises(RankerError, match="not valid JSON"):
         push.push(os.fspath(staged), serving_base)
-    assert export.versions(serving_base) == []
+    assert publish.versions(serving_base) == []
 
 
 def _fake_version(base: Path, version: int, blessed: bool | None, tamper: bool = False) -> None:

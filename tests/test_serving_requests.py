@@ -16,7 +16,7 @@ from tensorflow_serving.apis import input_pb2, predict_pb2
 
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.serving import client, export
+from ranker.serving import client, export, publish
 
 
 @pytest.fixture(scope="module")
@@ -231,4 +231,4 @@ def test_export_of_a_nan_model_says_so(model_dir, tmp_path, monkeypatch):
     with pytest.raises(RankerError, match="produced NaN") as err:
         export.export(model_dir, os.fspath(base))
     assert "differ" not in str(err.value) and "\n" not in str(err.value)
-    assert export.versions(os.fspath(base)) == []
+    assert publish.versions(os.fspath(base)) == []

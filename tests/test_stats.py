@@ -33,10 +33,14 @@ def test_per_list_ndcg_by_hand_and_ties_do_not_follow_the_input_order():
     assert 0.5 < tied.mean() < 0.9
 
 
+PINNED_HALVES = [metrics.TEST, metrics.TEST, metrics.VALIDATION, metrics.TEST]  # judged-q0 … judged-q3
+
+
 def test_judged_halves_are_stable_and_balanced():
     ids = [f"judged-q{i}" for i in range(2000)]
     halves = [metrics.judged_half(r) for r in ids]
-    assert halves == [metrics.judged_half(r) for r in ids]
+    # stable across processes and releases (md5 of the id, not Python's salted hash): pinned
+    assert halves[:4] == PINNED_HALVES
     assert 0.45 < halves.count(metrics.TEST) / len(ids) < 0.55
 
 

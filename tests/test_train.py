@@ -193,7 +193,7 @@ def test_ips_trains_with_truth_propensities_and_refuses_cascade_truth(tiny_data,
     summary = train(tiny_data, str(tmp_path / "ips"), variant="ips", epochs=1, ips_clip=4.0, verbose=0)
     config = json.load(open(tmp_path / "ips" / "model_config.json"))
     truth = json.load(open(f"{tiny_data}/truth.json"))["propensity"]
-    assert config["ips_clip"] == 4.0 and config["propensity_source"] == "truth.json"
+    assert config["ips_clip"] == 4.0 and config["propensity_source"] == "truth"
     np.testing.assert_allclose(config["propensities"]["mobile"], truth["mobile"], rtol=1e-6)
     assert summary["propensity"] == {} and summary["epochs_trained"] == 1
     cascade = tmp_path / "cascade"

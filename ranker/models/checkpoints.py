@@ -25,7 +25,7 @@ from ranker import storage
 from ranker.artifacts import read_json, write_json
 from ranker.errors import RankerError
 from ranker.models import schedule
-from ranker.models.config import BACKUP_EVERY, ModelConfig, model_spec  # noqa: F401 (re-exported)
+from ranker.models.config import ModelConfig, model_spec
 from ranker.models.two_tower import RankingModel
 
 CHECKPOINT_DIR = "checkpoints"

@@ -23,6 +23,7 @@ import numpy as np
 
 from ranker.artifacts import HARVESTED_FILE, TRUTH_FILE, read_json
 from ranker.errors import RankerError
+from ranker.models import metrics as metrics_lib
 from ranker.stats import LEVEL, RESAMPLES, Paired
 
 DEFAULT_CLIP = 20.0  # largest weight: a click at a position examined 5% of the time or less
@@ -84,7 +85,7 @@ def propensities(data_dir: str, source: str = AUTO, model_curve: dict | None = N
         curves, filled = candidates[name]()
         if curves:
             return {"curves": _checked(curves, name), "source": name, "filled_positions": filled}
-    raise RankerError(f"{data_dir}: no propensities for IPS metrics from {' / '.join(order)}"
+    raise RankerError(f"{data_dir}: no position propensities from {' / '.join(order)}"
                       f" (truth.json, {HARVESTED_FILE} written by preprocess, or a model's bias tower);"
                       " give --propensities FILE")
 
@@ -94,19 +95,14 @@ def weights(positions: np.ndarray, devices: np.ndarray, curves: dict, clip: floa
     value); a device without a curve gets the mean curve of the others."""
     if not curves:  # unit weights: the biased click metric
         return np.ones(positions.shape, np.float64)
-    mean_curve = np.mean([_padded(c, positions.max(initial=1)) for c in curves.values()], axis=0)
-    out = np.ones(positions.shape, np.float64)
-    for row, device in enumerate(devices):
-        curve = curves.get(device)
-        table = _padded(curve, positions.max(initial=1)) if curve else mean_curve
-        k = np.clip(positions[row], 1, len(table)) - 1
-        out[row] = np.minimum(1.0 / table[k], clip)
-    return out
-
-
-def _padded(curve: list, length: int) -> np.ndarray:
-    values = [curve[min(k, len(curve)) - 1] for k in range(1, max(int(length), 1) + 1)]
-    return np.asarray(values, np.float64)
+    length = max(int(positions.max(initial=1)), 1)
+    names = list(curves)
+    table = np.array([[c[min(k, len(c)) - 1] for k in range(1, length + 1)] for c in curves.values()])
+    table = np.vstack([table, table.mean(axis=0)])  # last row: devices without a curve
+    index = {name: i for i, name in enumerate(names)}
+    rows = np.array([index.get(d, len(names)) for d in devices], np.int64)
+    columns = np.clip(positions, 1, length) - 1
+    return np.minimum(1.0 / table[rows[:, None], columns], clip)
 
 
 def per_list(clicks: np.ndarray, scores: np.ndarray, positions: np.ndarray, devices: np.ndarray,
@@ -117,14 +113,9 @@ def per_list(clicks: np.ndarray, scores: np.ndarray, positions: np.ndarray, devi
     clicked = clicks > 0
     w = weights(positions, devices, curves, clip)
     gains = np.where(clicked, w, 0.0)
-    valid = clicks >= 0
-    tie_break = np.random.default_rng(seed).random(clicks.shape)
-    order = np.lexsort((tie_break, -np.where(valid, scores, -np.inf)), axis=-1)
-    top = min(k, clicks.shape[1])
-    discounts = 1.0 / np.log2(np.arange(2, top + 2))
-    dcg = (np.take_along_axis(gains, order, axis=1)[:, :top] * discounts).sum(axis=1)
-    ideal = (-np.sort(-gains, axis=1)[:, :top] * discounts).sum(axis=1)
-    return {"dcg": dcg, "ideal": ideal, "weighted": gains.sum(axis=1), "clicks": clicked.sum(axis=1), "clipped": (clicked & (w >= clip)).sum(axis=1)}
+    dcg, ideal = metrics_lib.dcg_per_list(gains, scores, clicks >= 0, k, seed)
+    return {"dcg": dcg, "ideal": ideal, "weighted": gains.sum(axis=1), "clicks": clicked.sum(axis=1),
+            "clipped": (clicked & (w >= clip)).sum(axis=1)}
 
 
 def contributions(rows: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -106,7 +106,7 @@ def _judged_metrics(scorer, ds: tf.data.Dataset) -> tuple[dict, dict]:
 
 
 class _ClickLists:
-    """What one scoring pass over a click split keeps per list for the IPS metrics and the gate."""
+    """What one scoring pass over a click split keeps per list for the click nDCGs and the gate."""
 
     def __init__(self):
         self.clicks, self.scores, self.positions, self.devices, self.request_ids = [], [], [], [], []
@@ -123,6 +123,18 @@ class _ClickLists:
         counts = tf.reduce_sum(tf.cast(mask, tf.float32), axis=1)
         self.log_loss.extend((tf.reduce_sum(losses, axis=1) / tf.maximum(counts, 1.0)).numpy().tolist())
 
+    def finish(self) -> None:
+        """One array per field, and the unweighted click DCGs (the biased click nDCG's)."""
+        has_truth = len(self.relevance) == len(self.scores)
+        self.clicks, self.scores, self.positions = (np.concatenate(x) for x in (self.clicks, self.scores, self.positions))
+        self.relevance = np.concatenate(self.relevance) if has_truth else None
+        self.devices = np.asarray(self.devices)
+        self.unweighted = counterfactual.per_list(self.clicks, self.scores, self.positions, self.devices, {}, 1.0)
+
+    def biased_ndcg(self) -> float:
+        rows = self.unweighted
+        return float(rows["dcg"].sum() / rows["ideal"].sum()) if rows["ideal"].any() else 0.0
+
     def ips(self, data_dir: str, source: str, clip: float, model_curve: dict | None) -> dict:
         try:
             chosen = counterfactual.propensities(data_dir, source, model_curve)
@@ -131,27 +143,21 @@ class _ClickLists:
                 raise
             logger.warning("no IPS metrics: %s", err)
             return {}
-        rows = counterfactual.per_list(np.concatenate(self.clicks), np.concatenate(self.scores),
-                                       np.concatenate(self.positions), np.asarray(self.devices),
-                                       chosen["curves"], clip)
-        return counterfactual.summarise(self.request_ids, self.devices, rows, chosen, clip)
+        rows = counterfactual.per_list(self.clicks, self.scores, self.positions, self.devices, chosen["curves"], clip)
+        return counterfactual.summarise(self.request_ids, self.devices.tolist(), rows, chosen, clip)
 
     def per_list(self) -> dict:
-        """Per list: click log loss, and its share of the unweighted click nDCG@10 (the biased metric,
-        counterfactual.contributions; None without a click)."""
-        clicks = np.concatenate(self.clicks)
-        rows = counterfactual.per_list(clicks, np.concatenate(self.scores), np.ones_like(clicks, np.int64),
-                                       np.asarray(self.devices), {}, 1.0)
+        """Per list: click log loss, its share of the biased click nDCG@10 (None without a click)
+        and, where the logs carry true grades, the nDCG@10 of the model's order by those grades."""
         ndcg = [None] * len(self.request_ids)
-        if (rows["ideal"] > 0).any():
-            clicked, values = counterfactual.contributions(rows)
+        if self.unweighted["ideal"].any():
+            clicked, values = counterfactual.contributions(self.unweighted)
             for i, v in zip(np.flatnonzero(clicked), values):
                 ndcg[i] = round(float(v), 6)
         out = {"request_id": self.request_ids, "log_loss": [round(v, 5) for v in self.log_loss],
                f"ndcg@{counterfactual.CUTOFF}": ndcg}
-        if len(self.relevance) == len(self.scores):  # what the click metrics estimate, where known
-            true = metrics_lib.ndcg_per_list(np.concatenate(self.relevance), np.concatenate(self.scores),
-                                             counterfactual.CUTOFF)
+        if self.relevance is not None:
+            true = metrics_lib.ndcg_per_list(self.relevance, self.scores, counterfactual.CUTOFF)
             out[f"true_ndcg@{counterfactual.CUTOFF}"] = true.round(5).tolist()
         return out
 
@@ -160,7 +166,6 @@ def _click_metrics(scorer, ds: tf.data.Dataset, sample_batches: int = 20) -> tup
     """Click metrics of the split, the relevance logits of its first batches' shown items (the
     population the additive propensity read-off averages over) and the per-list data, in one pass."""
     auc = tf.keras.metrics.AUC(num_thresholds=2000)
-    ndcg = tfr.ndcg(10)
     losses, count, lists, sample, kept = 0.0, 0, 0, [], _ClickLists()
     for batch in ds:
         clicked = tf.cast(batch[fs.CLICKED], tf.float32)
@@ -171,15 +176,15 @@ def _click_metrics(scorer, ds: tf.data.Dataset, sample_batches: int = 20) -> tup
         losses += float(tf.reduce_sum(item_loss))
         count += int(tf.reduce_sum(tf.cast(mask, tf.int32)))
         auc.update_state(tf.boolean_mask(clicked, mask), tf.boolean_mask(p, mask))
-        ndcg.update_state(tf.where(mask, clicked, fs.PADDING_LABEL), relevance)
         lists += int(tf.reduce_sum(tf.cast(tf.reduce_any(mask, axis=1), tf.int32)))
         kept.add(batch, clicked, mask, relevance, item_loss)
         if len(sample) < sample_batches:
             sample.append(tf.boolean_mask(relevance, batch[fs.MASK]))
     if not count:
         raise RankerError("the click split holds no impressions")
+    kept.finish()
     return ({"log_loss": round(losses / count, 5), "auc": round(float(auc.result()), 5),
-             "ndcg@10": round(float(ndcg.result()), 5), "lists": lists}, tf.concat(sample, 0), kept)
+             "ndcg@10": round(kept.biased_ndcg(), 5), "lists": lists}, tf.concat(sample, 0), kept)
 
 
 def _splits(split: str, data_dir: str) -> list[str]:

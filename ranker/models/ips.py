@@ -4,59 +4,26 @@ Unbiased pointwise loss (Saito et al. 2020): binary cross-entropy with labels c 
 weight 1 / p clipped at `ips_clip`; with `--loss listwise` the softmax loss with labels c · w
 (as in ULTRA's IPW). The propensities are constants of the model, stored in model_config.json
 (`propensities`, `propensity_source`): the examination ratio relative to position 1 per device,
-from the data dir's truth.json or a `--propensities` JSON file {device: [p1, p2, …]}. They never
+from the data dir's truth.json, its harvested estimate or a `--propensities` JSON file. They never
 reach the served graph. The click model used for early stopping and click metrics is
 p(click) = σ(r) · p(k, d).
 """
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 import tensorflow as tf
 
-from ranker import storage
-from ranker.artifacts import TRUTH_FILE, read_json
 from ranker.errors import RankerError
 from ranker.models import combine, counterfactual
-from ranker.models.counterfactual import HARVESTED, TRUTH
-
-
-def _curves(raw, source: str) -> dict[str, list[float]]:
-    if not isinstance(raw, dict) or not raw:
-        raise RankerError(f"{source}: propensities must be a JSON object {{device: [p1, p2, …]}}")
-    curves = {}
-    for device, curve in raw.items():
-        if (not isinstance(curve, list) or not curve
-                or not all(isinstance(v, (int, float)) and v > 0 for v in curve)):
-            raise RankerError(f"{source}: the curve of {device!r} must be a list of positive numbers")
-        curves[str(device)] = [float(v) / float(curve[0]) for v in curve]  # relative to position 1
-    return curves
+from ranker.models.counterfactual import TRUTH
 
 
 def load_propensities(data_dir: str, path: str | None = None) -> tuple[dict[str, list[float]], str]:
     """({device: [1.0, p2, …]}, source) from `path`: a JSON file, `harvested` (the data dir's
-    model-free estimate written by preprocess) or `truth`; by default the data dir's truth.json."""
-    if path == HARVESTED:
-        chosen = counterfactual.propensities(data_dir, HARVESTED)
-        return chosen["curves"], chosen["source"]
-    if path and path != TRUTH:
-        if not storage.isfile(path):
-            raise RankerError(f"--propensities {path}: no such file")
-        try:
-            return _curves(json.loads(storage.read_bytes(path)), path), storage.absolute(path)
-        except ValueError as err:
-            raise RankerError(f"--propensities {path}: not valid JSON ({err})") from None
-    truth_path = os.path.join(data_dir, TRUTH_FILE)
-    truth = read_json(truth_path)
-    if truth is None:
-        raise RankerError(f"ips needs propensities: {data_dir} has no {TRUTH_FILE}; give --propensities PATH")
-    raw = truth.get("propensity")
-    if raw is None:
-        raise RankerError(f"{truth_path} has no position propensity (e.g. cascade clicks);"
-                          " give --propensities PATH")
-    return _curves(raw, truth_path), TRUTH_FILE
+    model-free estimate written by preprocess) or `truth` (the default: the data dir's truth.json);
+    counterfactual.propensities reads and checks them, as for the IPS metrics."""
+    chosen = counterfactual.propensities(data_dir, path or TRUTH)
+    return chosen["curves"], chosen["source"]
 
 
 def propensity_table(propensities: dict, devices: list[str], num_positions: int) -> np.ndarray:

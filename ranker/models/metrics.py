@@ -19,17 +19,24 @@ HALVES = (VALIDATION, TEST)
 def ndcg_per_list(labels: np.ndarray, scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """nDCG@k of each row of `[lists, slots]` labels/scores; labels < 0 are padding."""
     labels = np.asarray(labels, dtype=np.float64)
-    scores = np.asarray(scores, dtype=np.float64)
     valid = labels >= 0
     gains = np.where(valid, np.exp2(np.maximum(labels, 0.0)) - 1.0, 0.0)
-    tie_break = np.random.default_rng(seed).random(labels.shape)
-    ranked = np.where(valid, scores, -np.inf)
-    order = np.lexsort((tie_break, -ranked), axis=-1)
-    top = min(k, labels.shape[1])
+    dcg, ideal = dcg_per_list(gains, scores, valid, k, seed)
+    return np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
+
+
+def dcg_per_list(gains: np.ndarray, scores: np.ndarray, valid: np.ndarray, k: int,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(DCG@k of the `scores` order, DCG@k of the best order) of each row of `[lists, slots]`
+    gains; slots not `valid` are ranked last; ties in the scores broken at random with `seed`."""
+    scores = np.asarray(scores, dtype=np.float64)
+    tie_break = np.random.default_rng(seed).random(gains.shape)
+    order = np.lexsort((tie_break, -np.where(valid, scores, -np.inf)), axis=-1)
+    top = min(k, gains.shape[1])
     discounts = 1.0 / np.log2(np.arange(2, top + 2))
     dcg = (np.take_along_axis(gains, order, axis=1)[:, :top] * discounts).sum(axis=1)
     ideal = (-np.sort(-gains, axis=1)[:, :top] * discounts).sum(axis=1)
-    return np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
+    return dcg, ideal
 
 
 def judged_half(request_id: str) -> str:

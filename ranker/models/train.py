@@ -29,10 +29,10 @@ from ranker.errors import RankerError
 from ranker.features import spec as fs
 from ranker.models import data, distribute, ips, resume, schedule
 from ranker.models.checkpoints import (  # noqa: F401  (re-exported: tests and other modules use them)
-    BACKUP_DIR, BACKUP_EVERY, BEST_DIR, CHECKPOINT_DIR, STOPPING_FILE, TENSORBOARD_DIR, BestCheckpoint,
+    BACKUP_DIR, BEST_DIR, CHECKPOINT_DIR, STOPPING_FILE, TENSORBOARD_DIR, BestCheckpoint,
     EpochCheckpoint, FiniteGuard, backup_position, best_epoch, checkpoint_manager, drop_stale_backup,
     first_line, load_trained, read_stopping, restore, should_stop)
-from ranker.models.config import CONFIG_FILE, ModelConfig, copy_spec_into, model_spec
+from ranker.models.config import BACKUP_EVERY, CONFIG_FILE, ModelConfig, copy_spec_into, model_spec
 from ranker.models.schedule import build  # noqa: F401  (re-exported)
 from ranker.models.two_tower import RankingModel
 
@@ -225,9 +225,10 @@ def train(data_dir: str, model_dir: str, variant: str = ModelConfig.variant, epo
     if stopping:
         distribute.barrier(dist)  # the chief's last best/ save is complete before anyone reads it
         restore(model, model_dir, best=True)
-    reference_ds = data.dataset(data_dir, EVAL if eval_ds is not None else config.split, spec,
-                                config.train_list_size, config.batch_size)
-    reference = model.reference_logit(reference_ds)
+    reference = None
+    if model.bias_tower is not None:  # only a learned curve is read at a reference item
+        reference = model.reference_logit(data.dataset(data_dir, EVAL if eval_ds is not None else config.split,
+                                                       spec, config.train_list_size, config.batch_size))
     summary["propensity_reference_logit"] = None if reference is None else round(reference, 5)
     summary["propensity"] = model.propensity(config.train_list_size, reference)
     if chief:

@@ -122,9 +122,8 @@ class RankingModel(tfrs.models.Model):
         loss = self._training_loss(features, labels, mask, logits, training)
         held = {k: tf.stop_gradient(v) for k, v in logits.items()}
         log_p, log_1mp = self.click_log_probs(features, training, held)
-        click_loss = combine.pointwise_loss(labels, log_p, log_1mp, mask)
-        if self.click_offset is not None:
-            loss += click_loss  # reaches only the offset: the towers' logits are held
+        if self.click_offset is not None:  # reaches only the offset: the towers' logits are held
+            loss += combine.pointwise_loss(labels, log_p, log_1mp, mask)
         per_item = -(labels * log_p + (1.0 - labels) * log_1mp)
         self.click_log_loss.update_state(tf.where(mask, per_item, 0.0), sample_weight=tf.cast(mask, tf.float32))
         return loss

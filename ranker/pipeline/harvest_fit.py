@@ -20,14 +20,13 @@ sums are accumulated alongside the point sums in one pass and merge like any oth
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
-import os
 import threading
 
 import numpy as np
 
-from ranker.artifacts import HARVESTED_FILE, read_json
 
 DEFAULT_REPLICATES = 200
 DEFAULT_MIN_INTERVENTIONS = 20
@@ -85,17 +84,18 @@ class DeviceSums:
             return
         weights = unit_weights(seed, self.replicates)
         positions = sorted(counts)
-        ctr = [counts[k][1] / counts[k][0] for k in positions]
+        weighted = np.outer([counts[k][1] / counts[k][0] for k in positions], weights)  # ctr × weight, once
         self.units += 1
         for i, k in enumerate(positions):
             self.touching[k] = self.touching.get(k, 0) + 1
             for j in range(i + 1, len(positions)):
-                contribution = np.outer((ctr[i], ctr[j], 1.0), weights)
                 pair = (k, positions[j])
-                if pair in self.pairs:
-                    self.pairs[pair] += contribution
-                else:
-                    self.pairs[pair] = contribution
+                sums = self.pairs.get(pair)
+                if sums is None:
+                    sums = self.pairs[pair] = np.zeros((3, len(weights)))
+                sums[0] += weighted[i]
+                sums[1] += weighted[j]
+                sums[2] += weights
 
     def merge(self, other: "DeviceSums") -> None:
         for pair, sums in other.pairs.items():
@@ -240,9 +240,19 @@ def harvest_units(units, replicates: int = DEFAULT_REPLICATES,
     return harvest_result(sums, min_interventions, replicates)
 
 
-def load_harvested(data_dir: str) -> dict | None:
-    """DIR/propensity_harvested.json of a preprocess output; None when there is none."""
-    return read_json(os.path.join(data_dir, HARVESTED_FILE))
+def units_from_lines(lines, max_position: int | None = None) -> list[tuple]:
+    """Intervention units of raw click-log lines (JSON strings or bytes), as the Beam step builds
+    them but without its list rules: for logs already known to be clean (benchmarks, tests)."""
+    counts: dict = collections.defaultdict(lambda: collections.defaultdict(lambda: [0, 0]))
+    for line in lines:
+        row = json.loads(line)
+        position = row["position"]
+        if row.get("clicked") is None or (max_position and position > max_position):
+            continue
+        cell = counts[(query_key(row.get("context")), row["item_id"], row["device_type"])][position]
+        cell[0] += 1
+        cell[1] += int(row["clicked"])
+    return [(*key, {k: tuple(v) for k, v in positions.items()}) for key, positions in counts.items()]
 
 
 def curve_error(harvested: dict, device: str, curve) -> float | None:

@@ -38,8 +38,8 @@ from ranker.errors import RankerError
 from ranker.features import codec
 from ranker.features import spec as fs
 from ranker.serving import signatures, warmup
-from ranker.serving.base_files import model_name, models_config, write_base_files  # noqa: F401
-from ranker.serving.publish import TMP_PREFIX, claim_version, next_version, versions  # noqa: F401
+from ranker.serving.base_files import model_name, models_config, write_base_files
+from ranker.serving.publish import TMP_PREFIX, claim_version
 
 logger = logging.getLogger(__name__)
 INFO_FILE = "export_info.json"

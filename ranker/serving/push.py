@@ -12,26 +12,28 @@ import uuid
 
 from ranker import storage
 from ranker.errors import RankerError
-from ranker.serving import export, verdict
+from ranker.serving import verdict
+from ranker.serving.base_files import write_base_files
+from ranker.serving.publish import TMP_PREFIX, claim_version, versions
 
 
 def last_pushed(serving_base: str) -> str | None:
     """The newest version in the serving base: the baseline the next candidate must not regress."""
-    found = export.versions(serving_base)
+    found = versions(serving_base)
     return storage.join(serving_base, str(found[-1])) if found else None
 
 
 def push(candidate: str, serving_base: str) -> dict:
     judged = verdict.check_blessed(candidate)
     storage.makedirs(serving_base)
-    tmp_dir = storage.join(serving_base, f"{export.TMP_PREFIX}push-{uuid.uuid4().hex[:12]}")
+    tmp_dir = storage.join(serving_base, f"{TMP_PREFIX}push-{uuid.uuid4().hex[:12]}")
     try:
         storage.copy_tree(candidate, tmp_dir, skip=(verdict.NOT_BLESSED,))
         if verdict.fingerprint(tmp_dir) != judged[verdict.FINGERPRINT_KEY]:
             raise RankerError(f"{candidate} changed while it was being pushed; nothing was pushed")
-        version, target = export.claim_version(tmp_dir, serving_base)
+        version, target = claim_version(tmp_dir, serving_base)
     finally:
         storage.rmtree(tmp_dir)
-    config_path, _ = export.write_base_files(serving_base)
+    config_path, _ = write_base_files(serving_base)
     return {"pushed": storage.absolute(target), "version": version, "from": storage.absolute(candidate),
             "models_config": config_path}

@@ -27,7 +27,6 @@ from ranker.models import data
 from ranker.serving import compat, verdict
 from ranker.serving.gate_metrics import (CLICK_LOG_LOSS, DEFAULT_MAX_REGRESSION, DEFAULT_MIN_NDCG, IPS_NDCG,
                                          JUDGED_NDCG)
-from ranker.serving.verdict import BLESSED, NOT_BLESSED  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +162,6 @@ def _improvement(candidate: Measured, baseline: Measured | None, higher: bool) -
 def _device_floors(measured: Measured, floors: dict[str, float] | None, metric: str) -> tuple[bool, str]:
     if not floors:
         return True, ""
-    if metric != IPS_NDCG:
-        raise RankerError(f"--device-floor needs --metric {IPS_NDCG} (per-device click lists), not {metric}")
     unknown = sorted(set(floors) - set(measured.by_device))
     if unknown:
         raise RankerError(f"--device-floor: no eval lists of device(s) {unknown}; the data has"

@@ -9,11 +9,10 @@ only when its verdict's fingerprint matches the files beside it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 from ranker import storage
-from ranker.artifacts import SAVED_MODEL_FILE, saved_model_file, write_json
+from ranker.artifacts import SAVED_MODEL_FILE, read_json, saved_model_file, write_json
 from ranker.errors import RankerError
 
 BLESSED = "BLESSED"
@@ -54,12 +53,9 @@ def check_blessed(version_dir: str) -> dict:
     """The BLESSED verdict of `version_dir`; RankerError unless it exists, says blessed and was
     written for exactly the SavedModel now in the folder."""
     path = os.path.join(version_dir, BLESSED)
-    if not storage.exists(path):
+    verdict = read_json(path)  # None: no such file; RankerError: not JSON
+    if verdict is None:
         raise RankerError(f"{version_dir}: not blessed; run `ranker validate` first")
-    try:
-        verdict = json.loads(storage.read_bytes(path))
-    except (OSError, ValueError) as err:
-        raise RankerError(f"{path}: unreadable verdict ({err}); re-run `ranker validate`") from None
     if not isinstance(verdict, dict) or verdict.get("blessed") is not True:
         raise RankerError(f"{path}: the verdict does not say blessed; re-run `ranker validate`")
     if verdict.get(FINGERPRINT_KEY) != fingerprint(version_dir):
