@@ -30,7 +30,9 @@ setup(
     install_requires=REQUIRED,
     # lightgbm in `test` too: the tree-peer tests then run in CI (xgboost's, 230 MB, skip there);
     # moto's S3 server (flask) for tests/test_object_storage.py, which CI runs with the aws extra
-    extras_require={"test": ["pytest", "hypothesis", "lightgbm>=4.1", "moto[s3]>=5", "flask", "flask-cors"],
+    # pytest-xdist: the suite runs in one process per core (pytest.ini)
+    extras_require={"test": ["pytest", "pytest-xdist", "hypothesis", "lightgbm>=4.1", "moto[s3]>=5", "flask",
+                             "flask-cors"],
                     # peers for benchmarks (ranker.peers, benchmarks/): never in the runtime install
                     "bench": ["xgboost", "lightgbm>=4.1", "deepctr"],
                     # Beam engines and object stores for preprocess (--runner DaskRunner, gs://, s3://)

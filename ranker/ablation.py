@@ -34,6 +34,38 @@ OVERRIDES = {"position-dropout": float, "bias-dropout": float, "loss": str, "lea
              "propensities": str}
 
 
+DEFAULT_ARMS = ("naive", "position-feature", "additive", "pal")
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationOptions:
+    """`ranker ablation`: arms × training seeds on one or more preprocess outputs."""
+
+    data_dir: str  # preprocess output(s), comma-separated: one row each
+    output_dir: str  # report.md, report.json, plots, runs/
+    variants: tuple[str, ...] = DEFAULT_ARMS  # arms: variant[:key=value…] or a tree peer
+    seeds: int = 3  # training seeds per arm
+    epochs: int | None = None  # override train's epoch budget
+    gap_reference: str | None = None  # the arm at the top of the gap naive → reference
+
+    def check(self) -> list["Arm"]:
+        """The parsed arms, once every option is checked."""
+        if self.seeds < 1:
+            raise RankerError("--seeds must be at least 1")
+        arms = [parse_arm(v) for v in self.variants]
+        labels = [a.label for a in arms]
+        if self.gap_reference and self.gap_reference not in labels:
+            raise RankerError(f"--gap-reference {self.gap_reference!r} is not one of the arms {labels}")
+        for d in self.data_dirs:
+            if not os.path.isdir(d):
+                raise RankerError(f"{d}: no such data folder")
+        return arms
+
+    @property
+    def data_dirs(self) -> list[str]:
+        return [d for d in self.data_dir.split(",") if d]
+
+
 def _tree_arms() -> tuple[str, ...]:
     from ranker.peers import TREE_ARMS
 
@@ -179,34 +211,30 @@ def _world(data_dir: str) -> dict:
     return {k: truth.get(k) for k in keys if truth.get(k) is not None}
 
 
-def run_ablation(data_dir: str, variants: list[str], seeds: int, output_dir: str,
-                 epochs: int | None = None, gap_reference: str | None = None) -> dict:
+def run_ablation(data_dir: str, variants, seeds: int, output_dir: str, **options) -> dict:
+    """ablate(AblationOptions(…)): the report's paths and judged nDCG@10 per data set and arm."""
+    return ablate(AblationOptions(data_dir, output_dir, tuple(variants), seeds, **options))
+
+
+def ablate(opts: AblationOptions) -> dict:
     from ranker import report
 
-    if seeds < 1:
-        raise RankerError("--seeds must be at least 1")
-    arms = [parse_arm(v) for v in variants]
-    labels = [a.label for a in arms]
-    if gap_reference and gap_reference not in labels:
-        raise RankerError(f"--gap-reference {gap_reference!r} is not one of the arms {labels}")
-    data_dirs = [d for d in data_dir.split(",") if d]
-    for d in data_dirs:
-        if not os.path.isdir(d):
-            raise RankerError(f"{d}: no such data folder")
+    arms = opts.check()
+    epochs, output_dir = opts.epochs, opts.output_dir
     results = {}
-    for d in data_dirs:
+    for d in opts.data_dirs:
         name = os.path.basename(os.path.normpath(d))
         runs_by_arm = {}
         for arm in arms:
             runs = []
-            for seed in range(seeds):
+            for seed in range(opts.seeds):
                 run_dir = os.path.join(output_dir, "runs", name, arm.dirname, f"seed{seed}")
                 logger.info("%s · %s · seed %d", name, arm.label, seed)
                 runs.append({**run_arm(d, arm, seed, run_dir, epochs), "sim_seed": 0})
             runs_by_arm[arm.label] = runs
         results[name] = {"data_dir": os.path.abspath(d), "world": _world(d),
-                         **compare(runs_by_arm, None, fixed_lists=True, gap_reference=gap_reference)}
-    out = {"seeds": seeds, "epochs": epochs, "datasets": results}
+                         **compare(runs_by_arm, None, fixed_lists=True, gap_reference=opts.gap_reference)}
+    out = {"seeds": opts.seeds, "epochs": epochs, "datasets": results}
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, REPORT_JSON), "w") as fh:
         json.dump(out, fh, indent=2)

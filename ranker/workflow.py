@@ -8,6 +8,7 @@ tower found the truth; WORKDIR/run.png and each model's propensity.png are the p
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 import os
@@ -22,6 +23,23 @@ VARIANTS = ("naive", DEBIASED)
 RUN_SUMMARY = "run_summary.json"
 RUN_PLOT = "run.png"  # judged and IPS click nDCG@10 of the variants, with intervals
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """`ranker run`. The default world is one where debiasing matters: a logging policy driven
+    mostly by its stale per-item error (quality 0.2), so a naive model learns the old ranker's
+    mistakes. `world_knobs` are simulate_to_dir's keyword arguments (click_model, devices, …) a
+    user changed from options.RUN_KNOB_DEFAULTS."""
+
+    workdir: str = "work"  # every artefact lands under it
+    seed: int = 0  # simulation and training
+    epochs: int | None = None  # maximum epochs; None: train's step budget
+    num_queries: int = 400  # logged queries of the world
+    sessions_per_query: int = 50  # simulate's own default is smaller
+    logging_quality: float = 0.2  # 0 random … 1 perfect
+    min_ndcg: float = 0.5  # the validation gate's floor
+    world_knobs: dict = dataclasses.field(default_factory=dict)
 
 
 def _step(message: str) -> None:
@@ -50,12 +68,15 @@ def format_table(metrics: dict, truth: dict | None, export_dir: str, validation:
     return "\n".join(lines)
 
 
-def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_queries: int = 400,
-        sessions_per_query: int = 50, logging_quality: float = 0.2, min_ndcg: float = 0.5,
-        **world_knobs) -> dict:
-    """The default world is one where debiasing matters: a logging policy driven mostly by its
-    stale per-item error (quality 0.2), so a naive model learns the old ranker's mistakes.
-    `world_knobs` are simulate_to_dir's keyword arguments (click_model, devices, trust_bias, …)."""
+def run(**options) -> dict:
+    """`ranker run` with RunOptions(**options); unknown keywords are world knobs."""
+    fields = {f.name for f in dataclasses.fields(RunOptions)} - {"world_knobs"}
+    return run_all(RunOptions(**{k: v for k, v in options.items() if k in fields},
+                              world_knobs={k: v for k, v in options.items() if k not in fields}))
+
+
+def run_all(opts: RunOptions) -> dict:
+    """simulate → preprocess → train → evaluate → export → validate → push; the summary."""
     from ranker import report
     from ranker.models import evaluate, train
     from ranker.models.evaluate_view import PROPENSITY_PLOT
@@ -64,20 +85,21 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
     from ranker.simulation import simulate
     from ranker.simulation.options import RUN_KNOB_DEFAULTS
 
-    started = time.time()
+    started, workdir, seed = time.time(), opts.workdir, opts.seed
     logs, data_dir = os.path.join(workdir, "logs"), os.path.join(workdir, "data")
     _step(f"1/6 simulating the synthetic world into {logs}")
-    knobs = {**RUN_KNOB_DEFAULTS, **world_knobs}
+    knobs = {**RUN_KNOB_DEFAULTS, **opts.world_knobs}
     simulate.simulate_to_dir(world="synthetic", letor_train=None, letor_test=None,
-                             sessions_per_query=sessions_per_query, logging_quality=logging_quality,
-                             seed=seed, output_dir=logs, num_queries=num_queries, **knobs)
+                             sessions_per_query=opts.sessions_per_query,
+                             logging_quality=opts.logging_quality, seed=seed, output_dir=logs,
+                             num_queries=opts.num_queries, **knobs)
     _step(f"2/6 preprocessing (Beam) into {data_dir}")
     preprocess.run_preprocess(os.path.join(logs, LOG_GLOB), data_dir, None, [])
     metrics = {}
     for i, variant in enumerate(VARIANTS):
         model_dir = os.path.join(workdir, "models", variant)
         _step(f"3/6 training {variant} ({i + 1}/{len(VARIANTS)}) in {model_dir}")
-        train.train(data_dir, model_dir, variant=variant, epochs=epochs, seed=seed, restart=True)
+        train.train(data_dir, model_dir, variant=variant, epochs=opts.epochs, seed=seed, restart=True)
         _step(f"4/6 evaluating {variant}")
         metrics[variant] = evaluate.evaluate_to_file(data_dir, model_dir=model_dir)
     staging, serving = (os.path.join(workdir, base, "ranker") for base in ("staging", "serving"))
@@ -85,7 +107,7 @@ def run(workdir: str = "work", seed: int = 0, epochs: int | None = None, num_que
     candidate = export.export(os.path.join(workdir, "models", DEBIASED), staging)["export_dir"]
     _step(f"6/6 validating the export against the last version pushed to {serving}")
     validation = validate.validate(candidate, push.last_pushed(serving), data_dir,
-                                   min_ndcg=min_ndcg, max_regression=0.01)
+                                   min_ndcg=opts.min_ndcg, max_regression=0.01)
     pushed = push.push(candidate, serving)["pushed"] if validation["blessed"] else None
     truth = read_json(os.path.join(data_dir, TRUTH_FILE), {}).get("propensity")
     plots = [report.plot_run(metrics, os.path.join(workdir, RUN_PLOT))]

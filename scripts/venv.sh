@@ -3,12 +3,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3.11}"
-STAMP="$VENV/.installed-$(cat "$ROOT/setup.py" | cksum | cut -d' ' -f1)"
+STAMP="$VENV/.installed-$(cat "$ROOT/setup.py" "${BASH_SOURCE[0]}" | cksum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ]; then
   echo "setting up $VENV (first run installs the pinned stack, about 2 minutes)" >&2
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip wheel setuptools
-  "$VENV/bin/pip" install --quiet -e "$ROOT[test,aws]"  # aws: the s3:// test runs in CI
+  # aws and dask: the s3:// test and the DaskRunner byte-identity test run in CI
+  "$VENV/bin/pip" install --quiet -e "$ROOT[test,aws,dask]"
   rm -f "$VENV"/.installed-*
   touch "$STAMP"
 fi

@@ -2,8 +2,11 @@
 serving tests run in seconds. Clicks follow a PBM with a known position bias per device."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +84,55 @@ def write_tiny_data(root: Path, n_train: int = 600, seed: int = 0) -> Path:
     return root
 
 
+def shared_root(tmp_path_factory) -> Path:
+    """The test run's temp folder: under pytest-xdist each worker has a base temp of its own and
+    their parent is the run's, so what is cached there is built once for all workers."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def once(path: Path):
+    """Builds `path` once per test run: holds a lock (other workers wait) and yields whether it was
+    built already; a finished build leaves `path`.done, so a failed one is retried, not reused."""
+    marker = Path(f"{path}.done")
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists() and path.exists():
+            shutil.rmtree(path)  # a build that failed half-way
+        yield marker.exists()
+        marker.touch()
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> str:
-    return os.fspath(write_tiny_data(tmp_path_factory.mktemp("tiny_data")))
+    path = shared_root(tmp_path_factory) / "tiny_data"
+    with once(path) as done:
+        if not done:
+            write_tiny_data(path)
+    return os.fspath(path)
+
+
+# The serving modules' defaults (a module may define its own): the test run's shared good model,
+# and version 1 of its export copied into a base of the module's own, for tests that write
+# verdicts or versions (serving_helpers).
+@pytest.fixture(scope="module")
+def model_dir(tiny_data, tmp_path_factory):
+    from serving_helpers import shared_model_dir
+
+    return shared_model_dir(tiny_data, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def export_base(tmp_path_factory):
+    return os.fspath(tmp_path_factory.mktemp("serving") / "staging" / "ranker")
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, export_base, tmp_path_factory):
+    from serving_helpers import copy_of_export, shared_export
+
+    return copy_of_export(shared_export(model_dir, tmp_path_factory), export_base)
 
 
 @pytest.fixture(scope="module")

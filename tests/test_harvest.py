@@ -98,6 +98,34 @@ def test_below_min_interventions_a_position_is_null_with_its_count():
     assert hf.harvest_units([])["propensity"] == {}
 
 
+def test_the_estimate_does_not_depend_on_the_order_units_are_added_or_merged_in():
+    """Runners add and merge units in different orders (FnApiRunner vs DaskRunner): the written
+    JSON must still be identical, to the last bit."""
+    rng = np.random.default_rng(0)
+    units = []
+    for i in range(400):
+        positions = rng.choice(np.arange(1, 8), size=rng.integers(2, 5), replace=False)
+        shown = rng.integers(1, 7, size=len(positions))
+        units.append((f"q{i % 23}", f"i{i}", ["desktop", "mobile"][i % 2],
+                      {int(k): (int(s), int(rng.integers(0, s + 1)))
+                       for k, s in zip(positions, shown)}))
+    reference = json.dumps(hf.harvest_units(units, replicates=20, min_interventions=1))
+    backwards = hf.harvest_units(units[::-1], replicates=20, min_interventions=1)
+    assert json.dumps(backwards) == reference
+
+    def sums(part):
+        by_device = {}
+        for query, item_id, device, counts in part:
+            by_device.setdefault(device, hf.DeviceSums(20)).add_unit(
+                hf.unit_seed(query, item_id, device), counts)
+        return by_device
+
+    merged = sums(units[250:])
+    for device, device_sums in sums(units[:250]).items():
+        merged[device].merge(device_sums)
+    assert json.dumps(hf.harvest_result(merged, 1, 20)) == reference
+
+
 def test_fit_recovers_a_known_curve_from_exact_pair_sums():
     truth = np.array([1.0, 0.6, 0.45, 0.3, 0.2, 0.12])
     rng = np.random.default_rng(0)

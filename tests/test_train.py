@@ -83,10 +83,11 @@ def test_best_epoch_and_patience_rule():
 
 @pytest.fixture(scope="module")
 def overfit_dir(tiny_data, tmp_path_factory):
-    """A deliberately overfitting config: a large constant rate on 600 lists."""
+    """A deliberately overfitting config: a large constant rate on 600 lists, its parsed input
+    cached in local files (as for data larger than memory)."""
     model_dir = str(tmp_path_factory.mktemp("overfit"))
     summary = train(tiny_data, model_dir, variant="naive", epochs=15, patience=2, learning_rate=0.05,
-                    lr_schedule="constant", verbose=0)
+                    lr_schedule="constant", verbose=0, input_cache="disk")
     return model_dir, summary
 
 

@@ -1,19 +1,24 @@
 """`ranker simulate` and `ranker preprocess`: the simulator's and the Beam job's flags."""
 from __future__ import annotations
 
-from ranker.commands import call, verb_parser
+from ranker.commands import default, options, verb_parser
+from ranker.pipeline.options import PreprocessOptions
+from ranker.simulation.options import SimulateOptions
 
 
 def _simulate(args, beam_args):
     from ranker.simulation import simulate
 
-    return call(simulate.simulate_to_dir, args, devices=[d for d in args.devices.split(",") if d])
+    return simulate.simulate(options(SimulateOptions, args,
+                                     devices=tuple(d for d in args.devices.split(",") if d)))
 
 
 def _preprocess(args, beam_args):
     from ranker.pipeline import preprocess
 
-    stats = call(preprocess.run_preprocess, args, beam_args=beam_args)
+    opts = options(PreprocessOptions, args, beam_args=tuple(beam_args))
+    opts.check()  # before Beam loads
+    stats = preprocess.preprocess(opts)
     # a summary: the full stats (CTR keys in position order) are in stats.json
     return {key: stats[key] for key in ("lines_read", "impressions_valid", "truncated_impressions",
                                         "lists_truncated", "dead_letter", "requests", "seconds")}
@@ -23,16 +28,16 @@ def add_simulate(sub):
     from ranker.simulation import options as so
 
     p = verb_parser(sub, "simulate", "write impression logs with position-biased clicks")
-    p.add_argument("--world", choices=so.WORLDS, default="synthetic",
+    p.add_argument("--world", choices=so.WORLDS, default=default(SimulateOptions, "world"),
                    help="synthetic: feature-rich items; letor: lists of an SVMlight file; ids: a "
                         "search log of query ids and doc ids only (with a query × doc cross)")
     p.add_argument("--letor-train", help="SVMlight file (qid: lines, or a .query group file beside it)")
     p.add_argument("--letor-test", help="SVMlight file whose lists become judged lists")
-    p.add_argument("--num-queries", type=int, default=so.DEFAULT_NUM_QUERIES,
+    p.add_argument("--num-queries", type=int, default=default(SimulateOptions, "num_queries"),
                    help="synthetic and ids worlds: logged queries")
-    p.add_argument("--sessions-per-query", type=int, default=so.DEFAULT_SESSIONS_PER_QUERY,
+    p.add_argument("--sessions-per-query", type=int, default=default(SimulateOptions, "sessions_per_query"),
                    help="sessions simulated per logged query")
-    p.add_argument("--logging-quality", type=float, default=so.DEFAULT_LOGGING_QUALITY,
+    p.add_argument("--logging-quality", type=float, default=default(SimulateOptions, "logging_quality"),
                    help="0 random … 1 perfect")
     add_world_knobs(p)
     p.add_argument("--examine-all", action="store_true",
@@ -42,7 +47,8 @@ def add_simulate(sub):
     p.add_argument("--oracle-lists", action="store_true",
                    help="also write OUTPUT/oracle/: full candidate lists of the logged queries with "
                         "true grades (each candidate once), spec and truth, for an oracle to train on")
-    p.add_argument("--seed", type=int, default=0, help="same seed and flags, byte-identical files")
+    p.add_argument("--seed", type=int, default=default(SimulateOptions, "seed"),
+                   help="same seed and flags, byte-identical files")
     p.add_argument("--output", required=True, help="folder for logs, feature_spec.json, truth.json")
     p.set_defaults(func=_simulate)
 
@@ -75,13 +81,12 @@ def add_world_knobs(p):
 
 
 def add_preprocess(sub):
-    from ranker.pipeline.preprocess_defaults import DEFAULT_MAX_DEAD_LETTER_FRACTION
-
     p = verb_parser(
         sub, "preprocess", "the Beam job: logs → ELWC TFRecords, vocabularies, stats",
         description="Unknown flags pass through to Beam: --runner (default FnApiRunner; "
-                    "DataflowRunner, FlinkRunner, SparkRunner; DaskRunner is refused at Beam "
-                    "2.77), --direct_num_workers, --project, --temp_location, …")
+                    "DataflowRunner, FlinkRunner, SparkRunner, DaskRunner with "
+                    "--dask_client_address tcp://HOST:8786, ranker[dask]), "
+                    "--direct_num_workers, --project, --temp_location, …")
     p.add_argument("--input", required=True,
                    help="a file, a folder or a glob (** crosses folders) of .jsonl, .jsonl.gz or "
                         ".parquet logs; local, gs:// (ranker[gcp]) or s3:// (ranker[aws])")
@@ -89,7 +94,7 @@ def add_preprocess(sub):
                    help="output folder, replaced only when the run succeeds; not the input folder")
     p.add_argument("--feature-spec", help="default: feature_spec.json beside the logs")
     p.add_argument("--max-dead-letter-fraction", type=float,
-                   default=DEFAULT_MAX_DEAD_LETTER_FRACTION,
+                   default=default(PreprocessOptions, "max_dead_letter_fraction"),
                    help="fail (exit 2, output unchanged) when more of the lines are dead-lettered "
                         "")
     p.set_defaults(func=_preprocess, beam_passthrough=True)

@@ -1,15 +1,22 @@
-"""`ranker train` and `ranker evaluate`: flags, defaults taken from ModelConfig."""
+"""`ranker train` and `ranker evaluate`: flags, defaults taken from ModelConfig, TrainOptions and
+EvaluateOptions (models/options.py)."""
 from __future__ import annotations
 
-from ranker import artifacts
-from ranker.commands import call, verb_parser
+import dataclasses
+
+from ranker.commands import default, flags, options, verb_parser
 from ranker.errors import RankerError
 
 
 def _train(args, beam_args):
     from ranker.models import train
+    from ranker.models.config import ModelConfig
+    from ranker.models.options import TrainOptions
 
-    return call(train.train, args, hidden_units=_hidden_units(args.hidden_units))
+    names = {f.name for f in dataclasses.fields(TrainOptions)} | {f.name for f in dataclasses.fields(ModelConfig)}
+    given = flags(args, names)
+    given["hidden_units"] = _hidden_units(args.hidden_units)
+    return train.run(TrainOptions.of(**given))
 
 
 def _hidden_units(text: str) -> tuple[int, ...]:
@@ -22,10 +29,11 @@ def _hidden_units(text: str) -> tuple[int, ...]:
 
 def _evaluate(args, beam_args):
     from ranker.models import evaluate
+    from ranker.models.options import EvaluateOptions
 
-    if bool(args.model_dir) == bool(args.saved_model):
-        raise RankerError("evaluate: give exactly one of --model-dir or --saved-model")
-    return call(evaluate.evaluate_to_file, args)
+    opts = options(EvaluateOptions, args)
+    opts.check()  # before TensorFlow loads
+    return evaluate.write_metrics(opts)
 
 
 def _add_model_dir(p) -> None:
@@ -42,12 +50,13 @@ def add_train(sub):
     p.add_argument("--data", required=True, help="preprocess output folder")
     _add_model_dir(p)
     from ranker.models import config as model_config  # light: no TensorFlow
+    from ranker.models.options import CACHE_MODES, TrainOptions
 
-    p.add_argument("--variant", choices=model_config.VARIANTS, default=model_config.ModelConfig.variant,
+    p.add_argument("--variant", choices=model_config.VARIANTS, default=default(TrainOptions, "variant"),
                    help="naive: clicks as labels; position-feature: position as an input (anti-pattern); "
                         "additive/pal: two towers; ips: inverse-propensity weights; dla: dual learning; "
                         "oracle: true grades")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=int, default=default(TrainOptions, "epochs"),
                    help="maximum epochs (%(default)s: clip(ceil(min_steps / steps per epoch), 3, 100))")
     p.add_argument("--min-steps", type=int, default=model_config.ModelConfig.min_steps,
                    help="without --epochs, plan at least this many optimizer steps")
@@ -62,7 +71,7 @@ def add_train(sub):
                    help="probability of replacing a position by 'unknown' in the bias tower")
     p.add_argument("--bias-dropout", type=float, default=model_config.ModelConfig.bias_dropout,
                    help="probability of zeroing the whole bias logit (Zhang et al. use 0.5)")
-    p.add_argument("--loss", choices=model_config.LOSSES, default=None,
+    p.add_argument("--loss", choices=model_config.LOSSES, default=default(TrainOptions, "loss"),
                    help="%(default)s: listwise for dla (its softmax losses), pointwise otherwise")
     p.add_argument("--learning-rate", type=float, default=model_config.ModelConfig.learning_rate,
                    help="peak rate of the relevance tower's Adam, in (0, 1]")
@@ -74,14 +83,24 @@ def add_train(sub):
                    help="split to train on; the oracle may train on `judged` (full candidate lists)")
     p.add_argument("--ips-clip", type=float, default=model_config.ModelConfig.ips_clip,
                    help="largest inverse-propensity weight of ips and dla")
-    p.add_argument("--propensities", default=None,
+    p.add_argument("--propensities", default=default(TrainOptions, "propensities"),
                    help="ips and pal: a JSON file {device: [p1, p2, ...]}, `harvested` (preprocess's"
                    " model-free estimate) or `truth` (truth.json); pal then fixes its examination to this"
                    " curve instead of learning a bias tower (%(default)s: ips reads truth.json, pal learns)")
-    p.add_argument("--strategy", choices=model_config.STRATEGIES, default=model_config.STRATEGIES[0],
+    p.add_argument("--strategy", choices=model_config.STRATEGIES, default=default(TrainOptions, "strategy"),
                    help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG")
-    p.add_argument("--backup-every", type=int, default=model_config.BACKUP_EVERY,
+    p.add_argument("--backup-every", type=int, default=default(TrainOptions, "backup_every"),
                    help="batches between mid-epoch backups a killed job resumes from (0: off)")
+    p.add_argument("--input-cache", choices=CACHE_MODES, default=default(TrainOptions, "input_cache"),
+                   help="auto: keep parsed batches in memory when they take at most half the free "
+                        "memory, else stream them from the files every epoch")
+    _add_tower_flags(p)
+    p.set_defaults(func=_train)
+
+
+def _add_tower_flags(p) -> None:
+    from ranker.models import config as model_config
+
     tower = model_config.ModelConfig  # the relevance tower's sizes and number handling
     p.add_argument("--embedding-dim", type=int, default=tower.embedding_dim,
                    help="size of every FM field embedding")
@@ -95,23 +114,22 @@ def add_train(sub):
                    default=tower.numeric_transform,
                    help="numbers and vector dimensions: signed log1p then standardise, or standardise "
                         "only; both clipped to ±5")
-    p.set_defaults(func=_train)
 
 
 def add_evaluate(sub):
+    from ranker.models import options as mo  # light: numpy only
+
     p = verb_parser(sub, "evaluate", "metrics of a trained model or an exported SavedModel")
     p.add_argument("--model-dir", help="a trained model dir (full click model: relevance and bias)")
     p.add_argument("--saved-model", help="an exported version folder (relevance tower only)")
     p.add_argument("--data", required=True, help="preprocess output to evaluate on")
-    p.add_argument("--split", choices=(*artifacts.SPLITS, "all", "default"), default="default",
-                   help="default: eval and judged")
+    p.add_argument("--split", choices=mo.EVALUATE_SPLITS, default=default(mo.EvaluateOptions, "split"),
+                   help=f"{mo.DEFAULT_SPLITS}: eval and judged; {mo.ALL_SPLITS}: every split")
     p.add_argument("--output", help="metrics.json path (%(default)s: beside the model)")
-    from ranker.models import counterfactual  # light: numpy only
-
-    p.add_argument("--propensities", default=counterfactual.AUTO,
+    p.add_argument("--propensities", default=default(mo.EvaluateOptions, "propensities"),
                    help="propensities of the IPS click metrics: auto (truth.json, else the harvested"
                    " estimate, else the model's bias tower), truth, harvested, model, or a JSON file"
                    " {device: [p1, p2, ...]}")
-    p.add_argument("--ips-clip", type=float, default=counterfactual.DEFAULT_CLIP,
+    p.add_argument("--ips-clip", type=float, default=default(mo.EvaluateOptions, "ips_clip"),
                    help="largest inverse-propensity weight of a click in the IPS metrics")
     p.set_defaults(func=_evaluate)

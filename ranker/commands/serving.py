@@ -3,21 +3,24 @@ from __future__ import annotations
 
 import sys
 
-from ranker.commands import call, verb_parser
-from ranker.models import counterfactual
+from ranker.commands import default, options, verb_parser
 from ranker.serving import gate_metrics
+from ranker.serving.options import ExportOptions, ValidateOptions
 
 
 def _export(args, beam_args):
     from ranker.serving import export
 
-    return call(export.export, args)
+    opts = options(ExportOptions, args)
+    return export.export(opts.model_dir, opts.export_base)
 
 
 def _validate(args, beam_args):
     from ranker.serving import validate
 
-    result = call(validate.validate, args, device_floor=_floors(args.device_floor))
+    opts = options(ValidateOptions, args, device_floor=_floors(args.device_floor))
+    opts.check()  # before TensorFlow loads
+    result = validate.judge(opts)
     if not result["blessed"]:
         print(f"NOT BLESSED: {result['reason']}", file=sys.stderr)
         return result, 1
@@ -35,8 +38,6 @@ def _floors(given: list[str] | None) -> dict[str, float] | None:
             floors[device] = float(value)
         except ValueError:
             raise RankerError(f"--device-floor takes DEVICE=VALUE, got {text!r}") from None
-        if not device or not 0.0 <= floors[device] <= 1.0:
-            raise RankerError(f"--device-floor takes DEVICE=VALUE with VALUE in [0, 1], got {text!r}")
     return floors or None
 
 
@@ -58,17 +59,17 @@ def add_validate(sub):
                    help="judged-ndcg@10 (judged lists), ips-ndcg@10 (IPS-weighted click nDCG on the eval"
                    " split) or click-log-loss (σ(relevance), lower is better); default: judged-ndcg@10"
                    " where the data has judged lists, else ips-ndcg@10")
-    p.add_argument("--propensities", default=counterfactual.AUTO,
+    p.add_argument("--propensities", default=default(ValidateOptions, "propensities"),
                    help="ips-ndcg@10's propensities: auto (truth.json, else the harvested estimate),"
                    " truth, harvested, or a JSON file {device: [p1, p2, ...]}")
     p.add_argument("--device-floor", action="append", metavar="DEVICE=VALUE",
                    help="ips-ndcg@10 on one device's lists must reach VALUE (repeatable)")
-    p.add_argument("--min-ndcg", type=float, default=None,
+    p.add_argument("--min-ndcg", type=float, default=default(ValidateOptions, "min_ndcg"),
                    help=f"floor of an nDCG metric (%(default)s: {gate_metrics.DEFAULT_MIN_NDCG});"
                    " refused with click-log-loss")
-    p.add_argument("--max-log-loss", type=float, default=None,
+    p.add_argument("--max-log-loss", type=float, default=default(ValidateOptions, "max_log_loss"),
                    help="ceiling of click-log-loss (%(default)s: none); refused with nDCG metrics")
-    p.add_argument("--max-regression", type=float, default=gate_metrics.DEFAULT_MAX_REGRESSION,
+    p.add_argument("--max-regression", type=float, default=default(ValidateOptions, "max_regression"),
                    help="largest loss against --baseline, in the metric's units, tolerated; a larger"
                    " one blocks when it is beyond the 95%% paired-bootstrap interval of the change")
     p.set_defaults(func=_validate)

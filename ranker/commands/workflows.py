@@ -1,40 +1,44 @@
 """`ranker run` and `ranker ablation`: the whole pipeline, and arms × seeds."""
 from __future__ import annotations
 
-from ranker.commands import call, data, verb_parser
+from ranker.ablation import AblationOptions
+from ranker.commands import data, default, options, verb_parser
+from ranker.workflow import RunOptions
 
 
 def _run(args, beam_args):
     from ranker import workflow
-
     from ranker.simulation.options import RUN_KNOB_DEFAULTS
 
     # Simulator knobs go to workflow.run only when changed, as keyword arguments of simulate_to_dir.
-    knobs = {k: getattr(args, k) for k, default in RUN_KNOB_DEFAULTS.items()
-             if getattr(args, k) != default}
-    result = workflow.run(workdir=args.workdir, seed=args.seed, epochs=args.epochs,
-                          num_queries=args.num_queries, sessions_per_query=args.sessions_per_query,
-                          logging_quality=args.logging_quality, min_ndcg=args.min_ndcg, **knobs)
+    knobs = {k: getattr(args, k) for k, knob_default in RUN_KNOB_DEFAULTS.items()
+             if getattr(args, k) != knob_default}
+    result = workflow.run_all(options(RunOptions, args, world_knobs=knobs))
     return result, 0 if result["blessed"] else 1  # NOT BLESSED is a failure of the run
 
 
 def _ablation(args, beam_args):
     from ranker import ablation
 
-    return call(ablation.run_ablation, args, variants=[v for v in args.variants.split(",") if v])
+    variants = tuple(v for v in args.variants.split(",") if v)
+    return ablation.ablate(options(AblationOptions, args, variants=variants))
 
 
 def add_run(sub):
     p = verb_parser(sub, "run", "simulate → preprocess → train → evaluate → export → validate")
-    p.add_argument("--workdir", default="work", help="every artefact lands under this folder")
-    p.add_argument("--seed", type=int, default=0, help="simulation and training seed")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (%(default)s: train's step budget)")
-    p.add_argument("--num-queries", type=int, default=400, help="logged queries of the world")
-    p.add_argument("--sessions-per-query", type=int, default=50,
+    p.add_argument("--workdir", default=default(RunOptions, "workdir"),
+                   help="every artefact lands under this folder")
+    p.add_argument("--seed", type=int, default=default(RunOptions, "seed"), help="simulation and training seed")
+    p.add_argument("--epochs", type=int, default=default(RunOptions, "epochs"),
+                   help="maximum epochs (%(default)s: train's step budget)")
+    p.add_argument("--num-queries", type=int, default=default(RunOptions, "num_queries"),
+                   help="logged queries of the world")
+    p.add_argument("--sessions-per-query", type=int, default=default(RunOptions, "sessions_per_query"),
                    help="sessions per logged query (simulate's own default is smaller)")
-    p.add_argument("--logging-quality", type=float, default=0.2,
+    p.add_argument("--logging-quality", type=float, default=default(RunOptions, "logging_quality"),
                    help="0 random … 1 perfect; low values make the old ranker's errors matter")
-    p.add_argument("--min-ndcg", type=float, default=0.5, help="the validation gate's floor")
+    p.add_argument("--min-ndcg", type=float, default=default(RunOptions, "min_ndcg"),
+                   help="the validation gate's floor")
     data.add_world_knobs(p)
     p.set_defaults(func=_run)
 
@@ -42,13 +46,14 @@ def add_run(sub):
 def add_ablation(sub):
     p = verb_parser(sub, "ablation", "train arms over seeds; report.md, report.json, plots")
     p.add_argument("--data", required=True, help="preprocess output(s), comma-separated: one row each")
-    p.add_argument("--variants", default="naive,position-feature,additive,pal",
+    p.add_argument("--variants", default=",".join(default(AblationOptions, "variants")),
                    help="arms: variant[:key=value…] (keys: position-dropout, bias-dropout, loss, "
                         "learning-rate, epochs, train-data, split) or a tree peer (xgboost, "
                         "xgboost-unbiased, lightgbm, lightgbm-position; needs the bench extra)")
-    p.add_argument("--seeds", type=int, default=3, help="training seeds per arm")
-    p.add_argument("--epochs", type=int, default=None, help="override train's epoch budget")
-    p.add_argument("--gap-reference", default=None,
+    p.add_argument("--seeds", type=int, default=default(AblationOptions, "seeds"), help="training seeds per arm")
+    p.add_argument("--epochs", type=int, default=default(AblationOptions, "epochs"),
+                   help="override train's epoch budget")
+    p.add_argument("--gap-reference", default=default(AblationOptions, "gap_reference"),
                    help="arm whose nDCG is the top of the gap naive → reference (e.g. an arm trained "
                         "with train-data=<unbiased clicks>)")
     p.add_argument("--output", required=True, help="folder for report.md, report.json, plots, runs/")

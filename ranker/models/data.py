@@ -5,6 +5,7 @@ parsing record by record).
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -12,11 +13,16 @@ import tensorflow as tf
 
 from ranker import storage, tfr
 from ranker.artifacts import SPLITS, split_files  # noqa: F401  (re-exported)
-from ranker.artifacts import RECORD_GLOB, STATS_FILE, TRUTH_FILE, read_json
+from ranker.artifacts import EVAL, RECORD_GLOB, STATS_FILE, TRAIN, TRUTH_FILE, read_json
 from ranker.errors import RankerError
 from ranker.features import spec as fs
+from ranker.models import distribute
+from ranker.models.options import CACHE_MODES
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_RELEVANCE = 4.0  # the graded scale's top when the logs come without truth.json
+CACHE_MEMORY_SHARE = 0.5  # auto caches when the parsed splits take at most this share of free memory
 
 
 def has_split(data_dir: str, split: str) -> bool:
@@ -66,14 +72,15 @@ def click_list_size(data_dir: str, spec: fs.FeatureSpec) -> int:
 
 
 def dataset(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int, batch_size: int,
-            shuffle: bool = False, seed: int = 0, cache: bool = False,
+            shuffle: bool = False, seed: int = 0, cache: bool | str = False,
             with_request_id: bool = False) -> tf.data.Dataset:
     """Parsed batches of one split; padded slots masked by `fs.MASK`.
 
-    With `cache`, lists are shuffled once, parsed once and kept in memory as parsed batches whose
-    order is reshuffled every epoch: after the first epoch input costs next to nothing (parsing
-    is otherwise slower than a training step of this small model). Batch composition then stays
-    fixed across epochs; for data larger than memory, leave `cache` off.
+    With `cache`, lists are shuffled once, parsed once and kept as parsed batches whose order is
+    reshuffled every epoch: after the first epoch input costs little (parsing is otherwise slower
+    than a training step of this small model). `cache=True` keeps them in memory; a path keeps
+    them in local files there (tf.data's file cache: memory stays flat, for data larger than
+    memory). Batch composition then stays fixed across epochs.
     """
     files = required_split_files(data_dir, split)
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP",
@@ -84,10 +91,69 @@ def dataset(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int, bat
     ds = ds.map(lambda s: tfr.parse_elwc_batch(s, spec, list_size, with_request_id=with_request_id),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
-        ds = ds.cache()
+        ds = ds.cache() if cache is True else ds.cache(cache)
         if shuffle:
             ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def parsed_bytes(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int) -> int:
+    """Memory the split's parsed lists take once cached, from one parsed batch scaled to the
+    split's list count (strings count their bytes)."""
+    lists = num_lists(data_dir, split)
+    if not lists:
+        return 0
+    batch = next(iter(dataset(data_dir, split, spec, list_size, min(lists, 256))))
+    size = sum(int(tf.reduce_sum(tf.strings.length(v))) if v.dtype == tf.string else v.numpy().nbytes
+               for v in batch.values())
+    return int(size * lists / int(tf.shape(batch[fs.MASK])[0]))
+
+
+def available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (where there is none, the physical memory)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def cache_mode(mode: str, needed: int, free: int | None = None) -> str:
+    """Where train's parsed batches live: `memory`, `disk` and `none` as told; `auto` keeps them
+    in memory when `needed` bytes fit in CACHE_MEMORY_SHARE of the free memory, else on disk."""
+    if mode not in CACHE_MODES:
+        raise RankerError(f"unknown --input-cache {mode!r}; choose one of {list(CACHE_MODES)}")
+    if mode != "auto":
+        return mode
+    fits = needed <= CACHE_MEMORY_SHARE * (available_memory() if free is None else free)
+    return "memory" if fits else "disk"
+
+
+def training_input(config, data_dir: str, spec: fs.FeatureSpec, mode: str, scratch: str):
+    """`train`'s (train batches, eval batches or None) for a ModelConfig: eval only when training on
+    `train` beside one.
+    Parsed batches are cached in memory when they fit (`mode` auto), else in files under `scratch`."""
+    steps = config.steps_per_epoch
+    with_eval = config.split == TRAIN and has_split(data_dir, EVAL) and num_lists(data_dir, EVAL)
+    splits = [config.split] + ([EVAL] if with_eval else [])
+    needed = sum(parsed_bytes(data_dir, s, spec, config.train_list_size) for s in splits) \
+        if mode == "auto" else 0
+    where = cache_mode(mode, needed)
+    logger.info("input: parsed batches cached in %s (--input-cache %s; ~%.0f MiB)", where, mode, needed / 2**20)
+    cache = {"memory": lambda split: True, "none": lambda split: False,
+             "disk": lambda split: os.path.join(scratch, split)}[where]
+    train_ds = dataset(data_dir, config.split, spec, config.train_list_size, config.batch_size,
+                            shuffle=True, seed=config.seed, cache=cache(config.split))
+    # A known length lets fit resume mid-epoch; every worker sees the same global batches.
+    train_ds = distribute.shard_options(train_ds.apply(tf.data.experimental.assert_cardinality(steps)))
+    eval_ds = None
+    if with_eval:
+        eval_ds = distribute.shard_options(dataset(
+            data_dir, EVAL, spec, config.train_list_size, config.batch_size, cache=cache(EVAL)))
+    return train_ds, eval_ds
 
 
 def feature_moments(ds: tf.data.Dataset, spec: fs.FeatureSpec, max_batches: int = 50) -> dict:

@@ -14,76 +14,20 @@ import numpy as np
 import tensorflow as tf
 
 from ranker import storage, tfr
-from ranker.artifacts import (EVAL, HARVESTED_FILE, JUDGED, METRICS_FILE, RAW_SIGNATURE, SPLITS, STATS_FILE, TRUTH_FILE,
-                              read_json, saved_model_file, write_json)
+from ranker.artifacts import (EVAL, HARVESTED_FILE, JUDGED, METRICS_FILE, SPLITS, STATS_FILE, TRUTH_FILE,
+                              read_json, write_json)
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.models import counterfactual, data, evaluate_view, inputs
+from ranker.models import counterfactual, data, evaluate_view
+from ranker.models.options import ALL_SPLITS, DEFAULT_SPLITS, EvaluateOptions
 from ranker.models.resume import check_spec
+from ranker.models.scorers import KerasScorer, SavedModelScorer
 from ranker.models import metrics as metrics_lib
 
 logger = logging.getLogger(__name__)
 
 NDCG_CUTOFFS = metrics_lib.NDCG_CUTOFFS
 EVAL_BATCH = 256
-
-
-class KerasScorer:
-    """Scores lists with a trained model dir: relevance logits and the full click model."""
-
-    def __init__(self, model_dir: str):
-        from ranker.models.train import load_trained
-
-        self.model, self.config, self.spec = load_trained(model_dir)
-        self.list_size = self.config.train_list_size
-
-    def relevance(self, features: dict) -> tf.Tensor:
-        without_bias_inputs = {k: v for k, v in features.items() if k not in (fs.POSITION, fs.DEVICE)}
-        return self.model.relevance_tower(without_bias_inputs)
-
-    def score(self, features: dict) -> tuple[tf.Tensor, tf.Tensor]:
-        """(relevance logits for ranking, p(click) of the full model) in one pass of the towers;
-        only the position-feature baseline needs a second pass (ranked at its fixed position)."""
-        logits = self.model(features)
-        log_p, _ = self.model.click_log_probs(features, logits=logits)
-        if self.config.variant == "position-feature":
-            return self.relevance(features), tf.exp(log_p)
-        return logits["relevance"], tf.exp(log_p)
-
-    def propensity(self, reference_logit: float | None = None) -> dict:
-        return self.model.propensity(self.list_size, reference_logit)
-
-
-class SavedModelScorer:
-    """Scores lists with an exported SavedModel's raw-tensor signature (relevance only)."""
-
-    def __init__(self, saved_model_dir: str, spec: fs.FeatureSpec, list_size: int):
-        from ranker.serving.compat import check_saved_model
-
-        saved_model_file(saved_model_dir)
-        check_saved_model(saved_model_dir, spec)  # a foreign SavedModel or another spec: one line
-        try:
-            self.signature = tf.saved_model.load(saved_model_dir).signatures[RAW_SIGNATURE]
-        except (OSError, ValueError, tf.errors.OpError) as err:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise RankerError(f"{saved_model_dir}: the SavedModel does not load ({reason})") from None
-        self.spec = spec
-        self.list_size = list_size
-
-    def relevance(self, features: dict) -> tf.Tensor:
-        list_size = tf.shape(features[fs.MASK])[1]
-        raw = {}
-        for f in self.spec.features:
-            rank = 3 if f.kind == fs.VECTOR else 2
-            raw[f.name] = inputs.broadcast_to_list(features[f.name], list_size, rank)
-        return self.signature(**raw)["scores"]
-
-    def score(self, features: dict) -> tuple[tf.Tensor, tf.Tensor]:
-        relevance = self.relevance(features)
-        return relevance, tf.sigmoid(relevance)
-
-    def propensity(self, reference_logit: float | None = None) -> dict:
-        return {}
 
 
 def _judged_metrics(scorer, ds: tf.data.Dataset) -> tuple[dict, dict]:
@@ -188,30 +132,34 @@ def _click_metrics(scorer, ds: tf.data.Dataset, sample_batches: int = 20) -> tup
 
 
 def _splits(split: str, data_dir: str) -> list[str]:
-    wanted = {"default": [EVAL, JUDGED], "all": list(SPLITS)}.get(split, [split])
+    wanted = {DEFAULT_SPLITS: [EVAL, JUDGED], ALL_SPLITS: list(SPLITS)}.get(split, [split])
     present = [s for s in wanted if data.has_split(data_dir, s)]
     if not present:
         raise RankerError(f"{data_dir}: none of the splits {wanted} exist")
     return present
 
 
-def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | None = None,
-             split: str = "default", propensities: str = counterfactual.AUTO,
-             ips_clip: float = counterfactual.DEFAULT_CLIP) -> dict:
+def evaluate(data_dir: str, **options) -> dict:
+    """measure(EvaluateOptions(data_dir, **options)): the metrics, written nowhere."""
+    return measure(EvaluateOptions(data_dir, **options))
+
+
+def measure(opts: EvaluateOptions) -> dict:
     """metrics.json's content (docs/schema.md, "`ranker evaluate` output"): judged nDCG (and per
-    list), click metrics, IPS click metrics with `propensities` (auto, truth, harvested, model or a
-    JSON file) clipped at `ips_clip`, and the learned propensity beside the harvested and true ones."""
-    if not 1.0 <= ips_clip < float("inf"):
-        raise RankerError(f"--ips-clip must be a number ≥ 1, got {ips_clip}")
+    list), click metrics, IPS click metrics with `opts.propensities` (auto, truth, harvested, model
+    or a JSON file) clipped at `opts.ips_clip`, and the learned propensity beside the harvested and
+    true ones."""
+    opts.check()
+    data_dir, model_dir = opts.data_dir, opts.model_dir
     spec = data.data_spec(data_dir)
     if model_dir:
         scorer = KerasScorer(model_dir)
         check_spec(scorer.spec, spec, data_dir, model_dir)
     else:
-        scorer = SavedModelScorer(saved_model, spec, data.click_list_size(data_dir, spec))
+        scorer = SavedModelScorer(opts.saved_model, spec, data.click_list_size(data_dir, spec))
     metrics: dict = {}
     sample, click_lists = None, {}
-    for name in _splits(split, data_dir):
+    for name in _splits(opts.split, data_dir):
         list_size = spec.max_list_size if name == JUDGED else scorer.list_size
         ds = data.dataset(data_dir, name, spec, list_size, EVAL_BATCH, with_request_id=True)
         logger.info("evaluating on %s", name)
@@ -225,7 +173,7 @@ def evaluate(data_dir: str, model_dir: str | None = None, saved_model: str | Non
         metrics["propensity"] = learned
         metrics["propensity_reference_logit"] = None if reference is None else round(reference, 5)
     for name, lists in click_lists.items():
-        for key, value in lists.ips(data_dir, propensities, ips_clip, learned).items():
+        for key, value in lists.ips(data_dir, opts.propensities, opts.ips_clip, learned).items():
             metrics[_suffixed(key, name)] = value
         metrics[_suffixed("clicks_per_list", name)] = lists.per_list()
     metrics.update(_propensity_checks(data_dir, learned))
@@ -283,16 +231,20 @@ def _check_output(output: str) -> None:
         raise RankerError(f"--output {output}: cannot write into {folder}")
 
 
-def evaluate_to_file(data_dir: str, model_dir: str | None = None, saved_model: str | None = None,
-                     split: str = "default", output: str | None = None,
-                     propensities: str = counterfactual.AUTO,
-                     ips_clip: float = counterfactual.DEFAULT_CLIP) -> dict:
-    if output:
-        _check_output(output)  # before the evaluation, not after it
-    metrics = evaluate(data_dir, model_dir, saved_model, split, propensities, ips_clip)
-    output = output or storage.join(model_dir or saved_model, METRICS_FILE)
-    write_json(output, metrics)
-    plot = evaluate_view.plot_propensity(metrics, storage.join(storage.parent(storage.absolute(output)),
-                                                               evaluate_view.PROPENSITY_PLOT))
-    logger.info("wrote %s%s\n%s", output, f" and {plot}" if plot else "", evaluate_view.table(metrics))
-    return metrics
+def evaluate_to_file(data_dir: str, **options) -> dict:
+    """`ranker evaluate`: write_metrics(EvaluateOptions(data_dir, **options))."""
+    return write_metrics(EvaluateOptions(data_dir, **options))
+
+
+def write_metrics(opts: EvaluateOptions) -> dict:
+    """measure(opts) into opts.output (default: metrics.json beside the model), propensity.png beside it."""
+    opts.check()
+    if opts.output:
+        _check_output(opts.output)  # before the evaluation, not after it
+    result = measure(opts)
+    output = opts.output or storage.join(opts.model_dir or opts.saved_model, METRICS_FILE)
+    write_json(output, result)
+    plot = evaluate_view.plot_propensity(result, storage.join(storage.parent(storage.absolute(output)),
+                                                              evaluate_view.PROPENSITY_PLOT))
+    logger.info("wrote %s%s\n%s", output, f" and {plot}" if plot else "", evaluate_view.table(result))
+    return result

@@ -14,11 +14,12 @@ epoch is checkpointed (checkpoints.FiniteGuard); train_summary.json is then not 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import tensorflow as tf
@@ -32,16 +33,12 @@ from ranker.models.checkpoints import (  # noqa: F401  (re-exported: tests and o
     BACKUP_DIR, BEST_DIR, CHECKPOINT_DIR, STOPPING_FILE, TENSORBOARD_DIR, BestCheckpoint,
     EpochCheckpoint, FiniteGuard, backup_position, best_epoch, checkpoint_manager, drop_stale_backup,
     first_line, load_trained, read_stopping, restore, should_stop)
-from ranker.models.config import BACKUP_EVERY, CONFIG_FILE, ModelConfig, copy_spec_into, model_spec
+from ranker.models.config import CONFIG_FILE, ModelConfig, copy_spec_into, model_spec
+from ranker.models.options import TrainOptions
 from ranker.models.schedule import build  # noqa: F401  (re-exported)
 from ranker.models.two_tower import RankingModel
 
 logger = logging.getLogger(__name__)
-
-_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
-_DERIVED = {"train_list_size", "max_relevance", "moments", "steps_per_epoch", "propensities",
-            "propensity_source"}
-
 
 def check_split(data_dir: str, split: str, variant: str, spec) -> None:
     """Refuses a split that does not exist, clicks-less `judged` for click variants, and the
@@ -147,20 +144,6 @@ def _built(config: ModelConfig, spec, data_dir: str) -> RankingModel:
     return model
 
 
-def _loader(config: ModelConfig, data_dir: str, spec, seed: int):
-    """(train batches, eval batches or None): eval only when training on `train` beside one."""
-    steps = config.steps_per_epoch
-    train_ds = data.dataset(data_dir, config.split, spec, config.train_list_size, config.batch_size,
-                            shuffle=True, seed=seed, cache=True)
-    # A known length lets fit resume mid-epoch; every worker sees the same global batches.
-    train_ds = distribute.shard_options(train_ds.apply(tf.data.experimental.assert_cardinality(steps)))
-    eval_ds = None
-    if config.split == TRAIN and data.has_split(data_dir, EVAL) and data.num_lists(data_dir, EVAL):
-        eval_ds = distribute.shard_options(data.dataset(
-            data_dir, EVAL, spec, config.train_list_size, config.batch_size, cache=True))
-    return train_ds, eval_ds
-
-
 def _callbacks(model, model_dir: str, dist, config: ModelConfig, history: list, stopping: bool,
                backup_every: int) -> list:
     checkpoints, best = os.path.join(model_dir, CHECKPOINT_DIR), os.path.join(model_dir, BEST_DIR)
@@ -181,47 +164,50 @@ def _callbacks(model, model_dir: str, dist, config: ModelConfig, history: list, 
     return callbacks
 
 
-def _options(variant: str, loss: str | None, options: dict) -> dict:
-    unknown = sorted(set(options) - _FIELDS | (set(options) & _DERIVED))
-    if unknown:
-        raise RankerError(f"train: unknown option(s) {unknown}")
-    loss = loss or ("listwise" if variant == "dla" else "pointwise")
-    return {**options, "variant": variant, "loss": loss}
+def train(data_dir: str, model_dir: str, **options) -> dict:
+    """Trains one variant (TrainOptions.of: the job's options by name, ModelConfig fields else).
+    An existing model dir is resumed (same flags and data only); `restart` deletes its training
+    outputs first."""
+    return run(TrainOptions.of(data_dir, model_dir, **options))
 
 
-def train(data_dir: str, model_dir: str, variant: str = ModelConfig.variant, epochs: int | None = None,
-          loss: str | None = None, verbose: int = 1, strategy: str = "default",
-          backup_every: int = BACKUP_EVERY, propensities: str | None = None, restart: bool = False,
-          **options) -> dict:
-    """Trains `variant`; `options` are ModelConfig fields (batch_size, seed, learning_rate,
-    bias_learning_rate, min_steps, patience, lr_schedule, split, ips_clip, dropouts, sizes…).
-    `loss` defaults to listwise for dla, pointwise otherwise; `propensities` is a JSON file of
-    {device: [p1, p2, …]} for ips (default: the data dir's truth.json). An existing model dir is
-    resumed (same flags and data only); `restart` deletes its training outputs first."""
-    options = _options(variant, loss, options)
-    ModelConfig(**options)  # every flag range-checked before anything runs
-    if isinstance(backup_every, bool) or not isinstance(backup_every, int) or backup_every < 0:
-        raise RankerError(f"--backup-every must be an integer of at least 0, got {backup_every!r}")
-    dist = distribute.make_strategy(strategy)  # first: multi-worker configures the TF runtime
+def run(opts: TrainOptions) -> dict:
+    opts.check()  # every flag range-checked before anything runs
+    data_dir, model_dir, epochs = opts.data_dir, opts.model_dir, opts.epochs
+    options = opts.config_fields()
+    dist = distribute.make_strategy(opts.strategy)  # first: multi-worker configures the TF runtime
     chief = distribute.is_chief(dist)
     tf.keras.utils.set_random_seed(options.get("seed", 0))
     if chief:
-        config, spec = _prepare(model_dir, data_dir, options, epochs, propensities, restart)
+        config, spec = _prepare(model_dir, data_dir, options, epochs, opts.propensities, opts.restart)
         drop_stale_backup(model_dir)
     distribute.barrier(dist)  # workers read the model dir only once the chief has written it
     if not chief:
         config, spec = ModelConfig.load(model_dir), model_spec(model_dir)
         if epochs is not None:
             config.epochs = schedule.plan_epochs(config.steps_per_epoch, epochs, config.min_steps)
-    train_ds, eval_ds = _loader(config, data_dir, spec, config.seed)
+    scratch = tempfile.mkdtemp(prefix="ranker-input-")  # --input-cache disk: local, removed after
+    try:
+        summary = _trained(opts, config, spec, dist, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if chief:
+        write_json(os.path.join(model_dir, TRAIN_SUMMARY), summary)
+    return summary
+
+
+def _trained(opts: TrainOptions, config: ModelConfig, spec, dist, scratch: str) -> dict:
+    """Builds, restores and fits the model, restores its best epoch; the training summary."""
+    data_dir, model_dir = opts.data_dir, opts.model_dir
+    train_ds, eval_ds = data.training_input(config, data_dir, spec, opts.input_cache, scratch)
     with dist.scope():
         model = _built(config, spec, data_dir)
     initial_epoch = restore(model, model_dir, optimizer_too=True)  # every worker reads the chief's
     stopping = eval_ds is not None and config.patience > 0
     history = read_stopping(model_dir, initial_epoch) if stopping else []
     summary = _fit(model, config, model_dir, dist, train_ds, eval_ds, initial_epoch, history,
-                   stopping, verbose, backup_every)
-    summary.update(data_dir=storage.absolute(data_dir), strategy=strategy)
+                   stopping, opts.verbose, opts.backup_every)
+    summary.update(data_dir=storage.absolute(data_dir), strategy=opts.strategy)
     if stopping:
         distribute.barrier(dist)  # the chief's last best/ save is complete before anyone reads it
         restore(model, model_dir, best=True)
@@ -231,8 +217,6 @@ def train(data_dir: str, model_dir: str, variant: str = ModelConfig.variant, epo
                                                        spec, config.train_list_size, config.batch_size))
     summary["propensity_reference_logit"] = None if reference is None else round(reference, 5)
     summary["propensity"] = model.propensity(config.train_list_size, reference)
-    if chief:
-        write_json(os.path.join(model_dir, TRAIN_SUMMARY), summary)
     return summary
 
 

@@ -7,7 +7,8 @@
 
 Context features are counted once per list (an ELWC holds one context), item features once per
 impression. Moments are summed per bundle and merged by a CombineFn (MergeMoments); distinct
-categorical values by Distinct and Count.PerElement, so no worker holds every value.
+categorical values by Distinct and Count.PerElement, so no worker holds every value. With
+dask_safe (portable.py) nothing waits for finish_bundle and no side input is read.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from apache_beam.transforms.window import GlobalWindows
 
 from ranker.features import spec as fs
 from ranker.pipeline import parse
+from ranker.pipeline.portable import CollectDict, CombineToOne, JoinSingletons, bundle_buffer, \
+    split_outputs
 from ranker.pipeline.runtime import MergeDicts
 
 _MAX_PENDING = 100_000  # distinct (feature, value) pairs a worker holds before flushing
@@ -42,12 +45,16 @@ def _add(moments: list, kind: str, value) -> None:
 class _MomentsInBundle(beam.DoFn):
     """Lists → one {feature: moments} per bundle (tagged `distinct`: (feature, value) pairs)."""
 
-    def __init__(self, features: tuple[tuple[str, str, str], ...]):
+    MAX_LISTS = 100_000
+
+    def __init__(self, features: tuple[tuple[str, str, str], ...], max_lists: int = MAX_LISTS):
         self._features = features
+        self._max_lists = max_lists
 
     def start_bundle(self):
         self._moments: dict[str, list] = {}
         self._values: set = set()
+        self._lists = 0
 
     def process(self, lst):
         impressions = lst[2]
@@ -63,8 +70,12 @@ class _MomentsInBundle(beam.DoFn):
                     _add(moments, kind, value)
                     if kind == fs.CATEGORICAL:
                         self._values.add((name, value))
-        if len(self._values) >= _MAX_PENDING:
+        self._lists += 1
+        if len(self._values) >= _MAX_PENDING or self._lists >= self._max_lists:
             yield from self._flush_values()
+        if self._lists >= self._max_lists:
+            moments, self._moments, self._lists = self._moments, {}, 0
+            yield moments
 
     def _flush_values(self):
         values, self._values = self._values, set()
@@ -117,21 +128,25 @@ def format_feature_stats(moments_by_feature: dict, distinct: dict,
 class ComputeFeatureStats(beam.PTransform):
     """Lists (any split) → one {feature: statistics} dict (format_feature_stats)."""
 
-    def __init__(self, spec: fs.FeatureSpec):
+    def __init__(self, spec: fs.FeatureSpec, dask_safe: bool = False):
         super().__init__()
         self._features = tuple(
             (f.name, parse.CONTEXT_KEY if f.scope == fs.CONTEXT else parse.FEATURES_KEY, f.kind,
              f.length) for f in spec.features)
+        self._dask_safe = dask_safe
 
     def expand(self, lists):
-        counted = lists | "MomentsInBundle" >> beam.ParDo(
-            _MomentsInBundle(tuple(f[:3] for f in self._features))).with_outputs(
-            "distinct", main="moments")
+        moments_fn = _MomentsInBundle(tuple(f[:3] for f in self._features),
+                                      bundle_buffer(self._dask_safe, _MomentsInBundle.MAX_LISTS))
+        counted = split_outputs(lists, "MomentsInBundle", moments_fn, "moments", ["distinct"],
+                                self._dask_safe)
         distinct = (counted["distinct"]
                     | "Distinct" >> beam.Distinct()
                     | "Feature" >> beam.Map(lambda pair: pair[0])
-                    | "CountDistinct" >> beam.combiners.Count.PerElement())
-        return (counted["moments"]
-                | "MergeMoments" >> beam.CombineGlobally(MergeMoments())
-                | "Format" >> beam.Map(format_feature_stats, beam.pvalue.AsDict(distinct),
-                                       self._features))
+                    | "CountDistinct" >> beam.combiners.Count.PerElement()
+                    | "DistinctByFeature" >> CombineToOne(CollectDict()))
+        moments = counted["moments"] | "MergeMoments" >> CombineToOne(MergeMoments())
+        return ({"moments": moments, "distinct": distinct}
+                | "Join" >> JoinSingletons()
+                | "Format" >> beam.Map(lambda joined, features: format_feature_stats(
+                    joined["moments"], joined["distinct"], features), self._features))

@@ -24,6 +24,7 @@ from apache_beam.transforms.window import GlobalWindows
 from ranker.features import spec as fs
 from ranker.pipeline import harvest_fit as hf
 from ranker.pipeline.lists import CLICKED_KIND, LISTS, VALID
+from ranker.pipeline.portable import CombineToOne, bundle_buffer
 from ranker.pipeline.runtime import NAMESPACE
 
 _MAX_BUFFER = 20_000  # entries held per bundle before flushing (bounded memory)
@@ -60,6 +61,9 @@ class _UnitCountsFn(beam.DoFn):
     """Joined requests → ((query key, item_id, device), ((position, shown, clicks), …)),
     pre-summed within the bundle (a query shows the same items again and again)."""
 
+    def __init__(self, max_buffer: int = _MAX_BUFFER):
+        self._max_buffer = max_buffer
+
     def start_bundle(self):
         self._buffer: dict[tuple, dict[int, list[int]]] = {}
 
@@ -74,7 +78,7 @@ class _UnitCountsFn(beam.DoFn):
             cell = counts.setdefault(position, [0, 0])
             cell[0] += 1
             cell[1] += clicked
-        if len(self._buffer) >= _MAX_BUFFER:
+        if len(self._buffer) >= self._max_buffer:
             yield from self._flush()
 
     def finish_bundle(self):
@@ -169,8 +173,9 @@ class HarvestInterventions(beam.PTransform):
     interventions)."""
 
     def __init__(self, spec: fs.FeatureSpec, replicates: int = hf.DEFAULT_REPLICATES,
-                 min_interventions: int = hf.DEFAULT_MIN_INTERVENTIONS):
+                 min_interventions: int = hf.DEFAULT_MIN_INTERVENTIONS, dask_safe: bool = False):
         super().__init__()
+        self._max_buffer = bundle_buffer(dask_safe, _MAX_BUFFER)
         self._max_position = spec.max_list_size
         self._replicates = replicates
         self._min_interventions = min_interventions
@@ -181,9 +186,8 @@ class HarvestInterventions(beam.PTransform):
         return (
             {"key": keys, "list": shown}
             | "JoinByRequest" >> beam.CoGroupByKey()
-            | "UnitCounts" >> beam.ParDo(_UnitCountsFn())
+            | "UnitCounts" >> beam.ParDo(_UnitCountsFn(self._max_buffer))
             | "SumPerUnit" >> beam.CombinePerKey(_SumUnitFn())
             | "CountUnits" >> beam.ParDo(_CountUnitsFn())
-            | "PairSums" >> beam.CombineGlobally(
-                _PairSumsFn(self._replicates, self._min_interventions))
+            | "PairSums" >> CombineToOne(_PairSumsFn(self._replicates, self._min_interventions))
         )

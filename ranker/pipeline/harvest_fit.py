@@ -64,9 +64,14 @@ def unit_weights(seed: int, replicates: int) -> np.ndarray:
     return weights
 
 
+FIXED_POINT = 2**32  # A and B are integers in units of 2^-32 (CTRs rounded to that): sums exact,
+# so the result does not depend on the order units are added and merged in (runners differ)
+
+
 class DeviceSums:
-    """One device's sums: per position pair (k, k') an array [A, B, n] x (1 + replicates),
-    units per position (pairs touching it), intervention units, impressions, largest position."""
+    """One device's sums: per position pair (k, k') an int64 array [A, B, n] x (1 + replicates),
+    A and B in units of 1/FIXED_POINT (pair_sums gives floats), units per position (pairs touching
+    it), intervention units, impressions, largest position."""
 
     def __init__(self, replicates: int):
         self.replicates = replicates
@@ -82,9 +87,10 @@ class DeviceSums:
         self.max_position = max(self.max_position, max(counts, default=0))
         if len(counts) < 2:
             return
-        weights = unit_weights(seed, self.replicates)
+        weights = unit_weights(seed, self.replicates).astype(np.int64)
         positions = sorted(counts)
-        weighted = np.outer([counts[k][1] / counts[k][0] for k in positions], weights)  # ctr × weight, once
+        ctrs = [round(counts[k][1] / counts[k][0] * FIXED_POINT) for k in positions]
+        weighted = np.outer(np.array(ctrs, dtype=np.int64), weights)  # ctr × weight, once
         self.units += 1
         for i, k in enumerate(positions):
             self.touching[k] = self.touching.get(k, 0) + 1
@@ -92,10 +98,16 @@ class DeviceSums:
                 pair = (k, positions[j])
                 sums = self.pairs.get(pair)
                 if sums is None:
-                    sums = self.pairs[pair] = np.zeros((3, len(weights)))
+                    sums = self.pairs[pair] = np.zeros((3, len(weights)), dtype=np.int64)
                 sums[0] += weighted[i]
                 sums[1] += weighted[j]
                 sums[2] += weights
+
+    def pair_sums(self, replicate: int) -> dict[tuple[int, int], tuple[float, float, float]]:
+        """{(k, k'): (A, B, n)} of one replicate (0: the point estimate), as fit_log_propensity
+        takes them, in pair order (the fit's float sums then follow no runner's order)."""
+        return {pair: (s[0, replicate] / FIXED_POINT, s[1, replicate] / FIXED_POINT,
+                       float(s[2, replicate])) for pair, s in sorted(self.pairs.items())}
 
     def merge(self, other: "DeviceSums") -> None:
         for pair, sums in other.pairs.items():
@@ -198,8 +210,7 @@ def device_curve(sums: DeviceSums, min_interventions: int) -> tuple[list, list, 
     if not size:
         return [], [], []
     replicate_fits = np.array([
-        np.exp(fit_log_propensity({pair: tuple(s[:, r]) for pair, s in sums.pairs.items()}, size))
-        for r in range(sums.replicates + 1)])
+        np.exp(fit_log_propensity(sums.pair_sums(r), size)) for r in range(sums.replicates + 1)])
     propensity, ci95 = [1.0], [[1.0, 1.0]]
     for k in range(2, size + 1):
         point, boot = replicate_fits[0, k - 1], replicate_fits[1:, k - 1]

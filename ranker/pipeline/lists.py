@@ -11,7 +11,8 @@ Cost notes (per impression): the FnApiRunner decodes and re-encodes every value 
 GroupByKey, and Beam's generic coder needs ~15 µs for a nested impression dict; grouped values
 are marshal-packed bytes (~2 µs), pre-grouped per bundle so that request-ordered logs shuffle
 ~1 element per request. Counters are summed per bundle. parse_line costs ~12 µs; see
-benchmarks/bench_preprocess.py.
+benchmarks/bench_preprocess.py. With dask_safe (DaskRunner), outputs are routed by
+portable.split_outputs and nothing waits for the end of a bundle.
 """
 from __future__ import annotations
 
@@ -29,15 +30,16 @@ from apache_beam.transforms.window import GlobalWindows
 
 from ranker.artifacts import DEAD_LETTER_DIR, EVAL, JUDGED, SPLITS, TRAIN
 from ranker.features import spec as fs
+from ranker.pipeline.options import DEFAULT_EVAL_FRACTION
 from ranker.pipeline import parse
 from ranker.pipeline.order import order_list
+from ranker.pipeline.portable import bundle_buffer, split_outputs
 from ranker.pipeline.read import iter_raw_lines
 from ranker.pipeline.runtime import NAMESPACE, freeze_heap
 
 VALID, LISTS, TRUNCATED = "valid", "lists", "truncated"
 DEAD_LETTER = DEAD_LETTER_DIR  # the output tag names the folder the dead letters are written to
 CLICKED_KIND, JUDGED_KIND = "clicked", JUDGED  # a judged list goes to the judged split
-DEFAULT_EVAL_FRACTION = 0.1
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -87,13 +89,14 @@ class _ParseFn(beam.DoFn):
 class ParseImpressions(beam.PTransform):
     """(source, line, raw) → tagged outputs `valid` (keyed by request_id) and `dead_letter`."""
 
-    def __init__(self, spec: fs.FeatureSpec):
+    def __init__(self, spec: fs.FeatureSpec, dask_safe: bool = False):
         super().__init__()
         self._spec = spec
+        self._dask_safe = dask_safe
 
     def expand(self, lines):
-        return lines | "ParseLine" >> beam.ParDo(_ParseFn(self._spec)).with_outputs(
-            DEAD_LETTER, main=VALID)
+        return split_outputs(lines, "ParseLine", _ParseFn(self._spec), VALID, [DEAD_LETTER],
+                             self._dask_safe)
 
 
 # --- grouping ------------------------------------------------------------------------------------
@@ -138,7 +141,9 @@ class _PreGroupFn(beam.DoFn):
     lines would be the bulk of what the runner holds in memory for the shuffle).
     """
 
-    def __init__(self, vectors: tuple[tuple[str, str], ...], max_lines: int = 20_000):
+    MAX_LINES = 20_000
+
+    def __init__(self, vectors: tuple[tuple[str, str], ...], max_lines: int = MAX_LINES):
         self._vectors = vectors
         self._max_lines = max_lines
 
@@ -228,21 +233,23 @@ class GroupIntoLists(beam.PTransform):
     "dead_letter": list-level rejections, "truncated": impressions cut per long click list}
     (the rules: order.py). Vectors come out as float32 values (as in the ELWC)."""
 
-    def __init__(self, spec: fs.FeatureSpec):
+    def __init__(self, spec: fs.FeatureSpec, dask_safe: bool = False):
         super().__init__()
         self._max_list_size = spec.max_list_size
         self._vectors = _vector_fields(spec)
+        self._dask_safe = dask_safe
 
     def expand(self, valid):
-        grouped = (
+        buffer = bundle_buffer(self._dask_safe, _PreGroupFn.MAX_LINES)
+        requests = (
             valid
-            | "PreGroup" >> beam.ParDo(_PreGroupFn(self._vectors)).with_output_types(
+            | "PreGroup" >> beam.ParDo(_PreGroupFn(self._vectors, buffer)).with_output_types(
                 Tuple[str, bytes])
             | "GroupByRequest" >> beam.GroupByKey()
-            | "OrderAndCheck" >> beam.ParDo(
-                _OrderListFn(self._max_list_size, self._vectors)).with_outputs(
-                DEAD_LETTER, TRUNCATED, main=LISTS)
         )
+        grouped = split_outputs(requests, "OrderAndCheck",
+                                _OrderListFn(self._max_list_size, self._vectors), LISTS,
+                                [DEAD_LETTER, TRUNCATED], self._dask_safe)
         dead = (
             grouped[DEAD_LETTER]
             | "BySource" >> beam.Map(lambda letter: (letter["source"], letter))
@@ -262,17 +269,23 @@ def split_of(request_id: str, kind: str, eval_fraction: float = DEFAULT_EVAL_FRA
     return EVAL if int.from_bytes(digest[:8], "big") < eval_fraction * 2.0**64 else TRAIN
 
 
-def _partition(lst: tuple, num_partitions: int, eval_fraction: float) -> int:
-    return SPLITS.index(split_of(lst[0], lst[1], eval_fraction))
+class _SplitFn(beam.DoFn):
+    def __init__(self, eval_fraction: float):
+        self._eval_fraction = eval_fraction
+
+    def process(self, lst):
+        split = split_of(lst[0], lst[1], self._eval_fraction)
+        yield lst if split == TRAIN else beam.pvalue.TaggedOutput(split, lst)
 
 
 class SplitByRequestHash(beam.PTransform):
     """Lists → {"train", "eval", "judged"}: ~eval_fraction of click requests to eval."""
 
-    def __init__(self, eval_fraction: float = DEFAULT_EVAL_FRACTION):
+    def __init__(self, eval_fraction: float = DEFAULT_EVAL_FRACTION, dask_safe: bool = False):
         super().__init__()
         self._eval_fraction = eval_fraction
+        self._dask_safe = dask_safe
 
     def expand(self, lists):
-        parts = lists | "Partition" >> beam.Partition(_partition, len(SPLITS), self._eval_fraction)
-        return dict(zip(SPLITS, parts))
+        return split_outputs(lists, "Split", _SplitFn(self._eval_fraction), TRAIN,
+                             [s for s in SPLITS if s != TRAIN], self._dask_safe)

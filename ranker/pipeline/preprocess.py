@@ -12,6 +12,8 @@ its output kept in OUTPUT.rejected/), leaves the previous output as it was.
 Every line read is accounted for:
 `lines_read == impressions_valid + dead_letter.total + truncated_impressions` (order.py).
 Every path goes through Beam's FileSystems (paths.py), so gs:// and s3:// work with their extras.
+On --runner DaskRunner the graph takes its dask_safe form (portable.py, dask_support.py): the same
+records, dead letters, vocabularies and stats as on FnApiRunner (tests/test_dask.py).
 """
 from __future__ import annotations
 
@@ -28,28 +30,21 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from ranker.artifacts import HARVESTED_FILE, STATS_FILE, TRUTH_FILE
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.pipeline import paths, s3_compat
+from ranker.pipeline import dask_support, paths, s3_compat
 from ranker.pipeline.checks import check_inputs, load_spec
 from ranker.pipeline.feature_stats import ComputeFeatureStats
 from ranker.pipeline.harvest import HarvestInterventions
 from ranker.pipeline.lists import (
-    DEAD_LETTER, DEFAULT_EVAL_FRACTION, JUDGED, LISTS, SPLITS, TRUNCATED, VALID, GroupIntoLists,
+    DEAD_LETTER, JUDGED, LISTS, SPLITS, TRUNCATED, VALID, GroupIntoLists,
     ParseImpressions, SplitByRequestHash)
-from ranker.pipeline.preprocess_defaults import DEFAULT_MAX_DEAD_LETTER_FRACTION
-from ranker.pipeline.read import ReadLogLines
+from ranker.pipeline.options import DEFAULT_EVAL_FRACTION, PreprocessOptions
+from ranker.pipeline.portable import Completion, JoinSingletons
+from ranker.pipeline.read import ReadLogChunks, split_lines
 from ranker.pipeline.runtime import progress
 from ranker.pipeline.summaries import ComputeStats, ComputeVocabularies
 from ranker.pipeline.write import WriteDeadLetters, WriteElwc, WriteJson, write_text_file
 
 DEFAULT_RUNNER = "FnApiRunner"  # in-process; DirectRunner would try to download Prism
-# Beam 2.77's DaskRunner (runners/dask) computes only the bag of the last transform applied
-# (dask_runner.py: dask.optimize(list(bags.values())[-1])), feeds every tagged output of a ParDo
-# to each consumer, and drops what a DoFn yields in finish_bundle (transform_evaluator.py
-# apply_dofn_to_bundle), so Beam's own WriteToTFRecord/WriteToText write empty files.
-DASK_UNSUPPORTED = ("--runner DaskRunner: Beam 2.77's DaskRunner runs only a pipeline's last "
-                    "branch, merges tagged outputs and drops finish_bundle outputs (its file "
-                    "sinks write empty files); use FnApiRunner with --direct_num_workers, or "
-                    "Dataflow, Flink or Spark")
 
 REJECTED_SUFFIX = ".rejected"  # beside --output: a run refused for its dead-letter fraction
 OUTPUT_ENTRIES = (*SPLITS, fs.VOCAB_DIR, DEAD_LETTER, STATS_FILE, fs.SPEC_FILENAME,
@@ -58,14 +53,18 @@ _PIPELINE_STATS = "_pipeline_stats.json"  # the pipeline's part of stats.json, m
 
 
 def run_preprocess(input_pattern: str, output_dir: str, feature_spec_path: str | None = None,
-                   beam_args: Sequence[str] | None = None,
-                   eval_fraction: float = DEFAULT_EVAL_FRACTION,
-                   max_dead_letter_fraction: float = DEFAULT_MAX_DEAD_LETTER_FRACTION) -> dict:
+                   beam_args: Sequence[str] | None = None, **options) -> dict:
+    """preprocess(PreprocessOptions(…)): runs the job, returns the stats written to DIR/stats.json."""
+    return preprocess(PreprocessOptions(input_pattern, output_dir, feature_spec_path,
+                                        tuple(beam_args or ()), **options))
+
+
+def preprocess(opts: PreprocessOptions) -> dict:
     """Runs the job and returns the stats written to DIR/stats.json."""
     started = time.perf_counter()
-    if not 0.0 <= max_dead_letter_fraction <= 1.0:
-        raise RankerError(f"--max-dead-letter-fraction must be in [0, 1], got "
-                          f"{max_dead_letter_fraction}")
+    opts.check()
+    beam_args, eval_fraction = list(opts.beam_args), opts.eval_fraction
+    input_pattern, output_dir, feature_spec_path = opts.input_pattern, opts.output_dir, opts.feature_spec_path
     options = pipeline_options(beam_args)
     FileSystems.set_options(options)  # the driver's own reads and writes: --s3_endpoint_url, …
     files = paths.match_inputs(input_pattern)
@@ -80,14 +79,12 @@ def run_preprocess(input_pattern: str, output_dir: str, feature_spec_path: str |
     staging = f"{output}.staging-{uuid.uuid4().hex[:12]}"
     _progress(f"running the Beam job ({options.view_as(StandardOptions).runner}) → {staging}")
     try:
-        with beam.Pipeline(options=options) as pipeline:
-            build_pipeline(pipeline, files, spec, staging, eval_fraction,
-                           spread=not _single_local_worker(options))
+        _run_pipeline(options, files, spec, staging, eval_fraction)
         stats = finish_output(staging, files, spec, spec_path)
         stats["beam_args"] = list(beam_args or [])
         stats["seconds"] = round(time.perf_counter() - started, 3)
         _write_json(paths.join(staging, STATS_FILE), stats)
-        _check_dead_letters(stats, max_dead_letter_fraction, staging, output)
+        _check_dead_letters(stats, opts.max_dead_letter_fraction, staging, output)
         paths.publish(staging, output, OUTPUT_ENTRIES)
     finally:
         paths.delete_tree(staging)
@@ -98,31 +95,61 @@ def run_preprocess(input_pattern: str, output_dir: str, feature_spec_path: str |
     return stats
 
 
+def _run_pipeline(options: PipelineOptions, files: Sequence[str], spec: fs.FeatureSpec,
+                  staging: str, eval_fraction: float) -> None:
+    """Builds and runs the graph: its dask_safe form on DaskRunner, whose client is closed after."""
+    dask_safe, read_shards, whole_shards = graph_form(options, files)
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, files, spec, staging, eval_fraction,
+                   spread=not dask_safe and not _single_local_worker(options),
+                   dask_safe=dask_safe, read_shards=read_shards, whole_shards=whole_shards)
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        dask_support.close_client(result)
+
+
+def graph_form(options: PipelineOptions, files: Sequence[str]) -> tuple[bool, int, int]:
+    """(dask_safe, read tasks per file, whole-file shards) of build_pipeline for these options."""
+    if dask_support.is_dask_runner(options.view_as(StandardOptions).runner):
+        return (True, *dask_support.plan_partitions(options, files))
+    return False, 1, 0
+
+
 def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], spec: fs.FeatureSpec,
                    output_dir: str, eval_fraction: float = DEFAULT_EVAL_FRACTION,
-                   spread: bool = True) -> None:
-    """The whole graph; every output lands under output_dir."""
-    lines = pipeline | "ReadLogLines" >> ReadLogLines(list(files), spread=spread)
-    parsed = lines | "ParseImpressions" >> ParseImpressions(spec)
-    grouped = parsed[VALID] | "GroupIntoLists" >> GroupIntoLists(spec)
-    splits = grouped[LISTS] | "SplitByRequestHash" >> SplitByRequestHash(eval_fraction)
-    for split in SPLITS:
-        prefix = paths.join(output_dir, split, "part")
-        splits[split] | f"WriteElwc_{split}" >> WriteElwc(spec, prefix)
+                   spread: bool = True, dask_safe: bool = False, read_shards: int = 1,
+                   whole_shards: int = 0) -> None:
+    """The whole graph; every output lands under output_dir. dask_safe: the form DaskRunner runs
+    (portable.py); whole_shards > 0: files written by WriteShardsWhole (needed with dask_safe)."""
+    chunks = pipeline | "ReadLogChunks" >> ReadLogChunks(list(files), spread=spread,
+                                                         shards=read_shards)
+    lines = chunks | "SplitLines" >> beam.FlatMap(split_lines)
+    parsed = lines | "ParseImpressions" >> ParseImpressions(spec, dask_safe)
+    grouped = parsed[VALID] | "GroupIntoLists" >> GroupIntoLists(spec, dask_safe)
+    splits = grouped[LISTS] | "SplitByRequestHash" >> SplitByRequestHash(eval_fraction, dask_safe)
+    written = [splits[split] | f"WriteElwc_{split}" >> WriteElwc(
+        spec, paths.join(output_dir, split, "part"), whole_shards) for split in SPLITS]
     dead = ((parsed[DEAD_LETTER], grouped[DEAD_LETTER])
             | "AllDeadLetters" >> beam.Flatten())
-    dead | "WriteDeadLetters" >> WriteDeadLetters(paths.join(output_dir, DEAD_LETTER, "part"))
-    grouped[LISTS] | "ComputeVocabularies" >> ComputeVocabularies(
-        spec, paths.join(output_dir, fs.VOCAB_DIR))
-    features = grouped[LISTS] | "ComputeFeatureStats" >> ComputeFeatureStats(spec)
-    ({VALID: parsed[VALID], LISTS: grouped[LISTS]}
-     | "HarvestInterventions" >> HarvestInterventions(spec)
-     | "WriteHarvested" >> WriteJson(paths.join(output_dir, HARVESTED_FILE)))
-    (dict(splits, lines=lines, dead_letter=dead, truncated=grouped[TRUNCATED])
-     | "ComputeStats" >> ComputeStats()
-     | "AddFeatureStats" >> beam.Map(lambda stats, f: dict(stats, features=f),
-                                     beam.pvalue.AsSingleton(features))
-     | "WriteStats" >> WriteJson(paths.join(output_dir, _PIPELINE_STATS)))
+    written.append(dead | "WriteDeadLetters" >> WriteDeadLetters(
+        paths.join(output_dir, DEAD_LETTER, "part"), whole_shards))
+    written.append(grouped[LISTS] | "ComputeVocabularies" >> ComputeVocabularies(
+        spec, paths.join(output_dir, fs.VOCAB_DIR), dask_safe))
+    features = grouped[LISTS] | "ComputeFeatureStats" >> ComputeFeatureStats(spec, dask_safe)
+    written.append({VALID: parsed[VALID], LISTS: grouped[LISTS]}
+                   | "HarvestInterventions" >> HarvestInterventions(spec, dask_safe=dask_safe)
+                   | "WriteHarvested" >> WriteJson(paths.join(output_dir, HARVESTED_FILE)))
+    stats = (dict(splits, chunks=chunks, dead_letter=dead, truncated=grouped[TRUNCATED])
+             | "ComputeStats" >> ComputeStats(dask_safe))
+    written.append({"stats": stats, "features": features}
+                   | "JoinFeatureStats" >> JoinSingletons()
+                   | "AddFeatureStats" >> beam.Map(
+                       lambda joined: dict(joined["stats"], features=joined["features"]))
+                   | "WriteStats" >> WriteJson(paths.join(output_dir, _PIPELINE_STATS)))
+    # last: DaskRunner computes only what the last transform depends on
+    _ = dict(enumerate(written)) | "Completion" >> Completion()
 
 
 # --- driver-side checks --------------------------------------------------------------------------
@@ -130,13 +157,12 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], spec: fs.Featu
 def pipeline_options(beam_args: Sequence[str] | None) -> PipelineOptions:
     """Beam flags from the command line; FnApiRunner unless --runner says otherwise.
 
-    DaskRunner is refused (DASK_UNSUPPORTED says why) rather than left to write partial output.
+    --runner DaskRunner takes Beam's DaskOptions (--dask_client_address, …; dask_support.py).
     """
     args = list(beam_args or [])
     options = PipelineOptions(args)
+    dask_support.use_dask_runner(options, args)
     runner = options.view_as(StandardOptions).runner
-    if runner and runner.rsplit(".", 1)[-1] == "DaskRunner":
-        raise RankerError(DASK_UNSUPPORTED)
     known = options.get_all_options(retain_unknown_options=False)
     with_unknown = options.get_all_options(retain_unknown_options=True)
     unknown = sorted(set(with_unknown) - set(known))

@@ -18,6 +18,7 @@ from apache_beam.transforms.window import GlobalWindows
 from ranker.features import spec as fs
 from ranker.pipeline import parse
 from ranker.pipeline.lists import CLICKED_KIND, DEAD_LETTER, SPLITS, TRUNCATED
+from ranker.pipeline.portable import CombineToOne, bundle_buffer
 from ranker.pipeline.runtime import NAMESPACE, MergeDicts
 from ranker.pipeline.write import write_text_file
 
@@ -32,7 +33,9 @@ class CountInBundle(beam.DoFn):
     more than the counting itself, and the job counts a few things per impression.
     """
 
-    def __init__(self, count_fn, *args, per_key: bool = False, max_keys: int = 100_000):
+    MAX_KEYS = 100_000
+
+    def __init__(self, count_fn, *args, per_key: bool = False, max_keys: int = MAX_KEYS):
         self._count_fn = count_fn
         self._args = args
         self._per_key = per_key
@@ -117,11 +120,12 @@ def _format_vocabulary(ranked: list[tuple[str, int]]) -> list[str]:
 _ALL = 2**31 - 1  # "no cap" for Top: the heap then simply holds every value
 
 
-def _write_vocabulary(feature_values: tuple[str, list[str]], vocab_dir: str) -> tuple[str, int]:
+def _write_vocabulary(feature_values: tuple[str, list[str]],
+                      vocab_dir: str) -> tuple[str, list[str]]:
     feature, values = feature_values
     lines = "".join(value + "\n" for value in values)
     write_text_file(os.path.join(vocab_dir, f"{feature}.txt"), lines)
-    return feature, len(values)
+    return feature_values
 
 
 def _ranked(feature_top: tuple[str, list], caps: dict[str, int]) -> tuple[str, list[str]]:
@@ -135,11 +139,11 @@ class ComputeVocabularies(beam.PTransform):
     Values are ranked by how many impressions carry them (ties by value, for determinism) and
     capped at the feature's vocabulary_size when set (Top keeps only that many per bundle).
     Devices come from click lists only: judged lists carry no position bias to learn.
-    Returns (feature, [values]) per vocabulary that has values; a vocabulary without values
-    gets no file here (preprocess writes it empty).
+    Returns (feature, [values]) per vocabulary written; a vocabulary without values gets no
+    file here (preprocess writes it empty).
     """
 
-    def __init__(self, spec: fs.FeatureSpec, vocab_dir: str):
+    def __init__(self, spec: fs.FeatureSpec, vocab_dir: str, dask_safe: bool = False):
         super().__init__()
         vocab_features = [f for f in spec.features if f.uses_vocabulary]
         self._features = tuple(
@@ -148,30 +152,34 @@ class ComputeVocabularies(beam.PTransform):
         self._caps = {f.name: f.vocabulary_size or _ALL for f in vocab_features}
         self._caps[fs.DEVICE] = _ALL
         self._vocab_dir = vocab_dir
+        self._max_keys = bundle_buffer(dask_safe, CountInBundle.MAX_KEYS)
 
     @property
     def names(self) -> list[str]:
         return list(self._caps)
 
     def expand(self, lists):
-        vocabularies = (
+        return (
             lists
-            | "CountInBundle" >> beam.ParDo(CountInBundle(_count_values, self._features,
-                                                          per_key=True))
+            | "CountInBundle" >> beam.ParDo(CountInBundle(
+                _count_values, self._features, per_key=True, max_keys=self._max_keys))
             | "Count" >> beam.CombinePerKey(sum)
             | "Usable" >> beam.Filter(_usable)
             | "ByFeature" >> beam.Map(lambda entry: (entry[0][0], (entry[0][1], entry[1])))
             | "Top" >> beam.combiners.Top.PerKey(max(self._caps.values()), key=_rank_key)
             | "Rank" >> beam.Map(_ranked, self._caps)
+            | "Write" >> beam.Map(_write_vocabulary, self._vocab_dir)
         )
-        _ = vocabularies | "Write" >> beam.Map(_write_vocabulary, self._vocab_dir)
-        return vocabularies
 
 
 # --- stats ---------------------------------------------------------------------------------------
 
 def _count_line(counts: collections.Counter, line) -> None:
     counts[("lines_read",)] += 1
+
+
+def _count_chunk(counts: collections.Counter, chunk: tuple) -> None:
+    counts[("lines_read",)] += len(chunk[2])
 
 
 def _count_truncated(counts: collections.Counter, truncated: int) -> None:
@@ -242,30 +250,33 @@ def _report_unknown_devices(stats: dict) -> dict:
 
 
 class ComputeStats(beam.PTransform):
-    """{"lines", "dead_letter", "train", "eval", "judged"[, "truncated"]} → one stats dict.
+    """{"lines" or "chunks", "dead_letter", "train", "eval", "judged"[, "truncated"]} → one
+    stats dict.
 
-    `lines` is what ReadLogLines produced (counted independently of parsing, so the invariant
-    lines_read == impressions_valid + dead_letter.total + truncated_impressions is a real check). An unknown device is
-    a judged-list device never seen in click lists (the model maps it to its OOV id); the
+    `lines` is what ReadLogLines produced, or `chunks` what ReadLogChunks did (counted
+    independently of parsing, so the invariant lines_read == impressions_valid +
+    dead_letter.total + truncated_impressions is a real check). An unknown device is a
+    judged-list device never seen in click lists (the model maps it to its OOV id); the
     placeholder "unknown" of judged lines is not counted.
     """
 
+    def __init__(self, dask_safe: bool = False):
+        super().__init__()
+        self._max_keys = bundle_buffer(dask_safe, CountInBundle.MAX_KEYS)
+
     def expand(self, inputs: dict):
-        partials = [
-            inputs["lines"] | "CountLines" >> beam.ParDo(CountInBundle(_count_line)),
-            inputs[DEAD_LETTER] | "CountDeadLetters" >> beam.ParDo(
-                CountInBundle(_count_dead_letter)),
-        ]
-        if TRUNCATED in inputs:
-            partials.append(inputs[TRUNCATED] | "CountTruncated" >> beam.ParDo(
-                CountInBundle(_count_truncated)))
-        for split in SPLITS:
-            partials.append(inputs[split] | f"Count_{split}" >> beam.ParDo(
-                CountInBundle(_count_list, split)))
+        counted = [("chunks", "CountChunks", _count_chunk, ()),
+                   ("lines", "CountLines", _count_line, ()),
+                   (DEAD_LETTER, "CountDeadLetters", _count_dead_letter, ()),
+                   (TRUNCATED, "CountTruncated", _count_truncated, ())]
+        counted += [(split, f"Count_{split}", _count_list, (split,)) for split in SPLITS]
+        partials = [inputs[name] | label >> beam.ParDo(
+                        CountInBundle(count_fn, *args, max_keys=self._max_keys))
+                    for name, label, count_fn, args in counted if name in inputs]
         return (
             partials
             | "AllCounts" >> beam.Flatten()
-            | "Sum" >> beam.CombineGlobally(SumCounts())
+            | "Sum" >> CombineToOne(SumCounts())
             | "Format" >> beam.Map(format_stats)
             | "UnknownDevices" >> beam.Map(_report_unknown_devices)
         )

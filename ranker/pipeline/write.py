@@ -4,6 +4,8 @@
     WriteDeadLetters    → JSONL, one dead letter a line
     WriteJson           → one JSON file (stats)
 
+With `whole_shards` N > 0 the files are written by portable.WriteShardsWhole (N shards, each
+file written whole in process()) instead of Beam's sinks, whose files DaskRunner leaves empty.
 build_elwc (~50 µs an impression) is most of what the job costs; see
 benchmarks/bench_preprocess.py.
 """
@@ -16,9 +18,11 @@ import os
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from ranker.artifacts import RECORD_SUFFIX
 from ranker.features import spec as fs
+from ranker.pipeline.portable import WriteShardsWhole, write_line
 from ranker.pipeline.runtime import PROGRESS_EVERY, freeze_heap, progress
 
 
@@ -51,35 +55,48 @@ class _SerializeFn(beam.DoFn):
 class WriteElwc(beam.PTransform):
     """Lists → `<file_path_prefix>-SSSSS-of-NNNNN.tfrecord.gz` of serialized ELWCs."""
 
-    def __init__(self, spec: fs.FeatureSpec, file_path_prefix: str):
+    def __init__(self, spec: fs.FeatureSpec, file_path_prefix: str, whole_shards: int = 0):
         super().__init__()
         self._spec = spec
         self._prefix = file_path_prefix
+        self._whole_shards = whole_shards
 
     def expand(self, lists):
-        return (
-            lists
-            | "Serialize" >> beam.ParDo(_SerializeFn(self._spec)).with_output_types(bytes)
-            | "WriteTFRecord" >> beam.io.WriteToTFRecord(
-                self._prefix, file_name_suffix=RECORD_SUFFIX,
-                compression_type=CompressionTypes.GZIP)
-        )
+        records = lists | "Serialize" >> beam.ParDo(
+            _SerializeFn(self._spec)).with_output_types(bytes)
+        if self._whole_shards:
+            return records | "WriteWhole" >> WriteShardsWhole(
+                self._prefix, RECORD_SUFFIX, self._whole_shards, _write_tfrecord,
+                CompressionTypes.GZIP)
+        return records | "WriteTFRecord" >> beam.io.WriteToTFRecord(
+            self._prefix, file_name_suffix=RECORD_SUFFIX, compression_type=CompressionTypes.GZIP)
+
+
+def _write_tfrecord(fh, record: bytes) -> None:
+    _TFRecordUtil.write_record(fh, record)  # Beam's own TFRecord framing (WriteToTFRecord's)
+
+
+DEAD_LETTER_SUFFIX = ".jsonl"
 
 
 class WriteDeadLetters(beam.PTransform):
     """Dead letters → `<prefix>-SSSSS-of-NNNNN.jsonl`, one JSON object a line."""
 
-    def __init__(self, file_path_prefix: str):
+    def __init__(self, file_path_prefix: str, whole_shards: int = 0):
         super().__init__()
         self._prefix = file_path_prefix
+        self._whole_shards = whole_shards
 
     def expand(self, dead_letters):
-        return (
-            dead_letters
-            | "ToJson" >> beam.Map(functools.partial(json.dumps, ensure_ascii=False,
-                                                     sort_keys=True))
-            | "WriteJsonl" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
-        )
+        lines = dead_letters | "ToJson" >> beam.Map(
+            functools.partial(json.dumps, ensure_ascii=False, sort_keys=True))
+        if self._whole_shards:
+            return (lines
+                    | "Encode" >> beam.Map(lambda line: line.encode("utf-8"))
+                    | "WriteWhole" >> WriteShardsWhole(self._prefix, DEAD_LETTER_SUFFIX,
+                                                       self._whole_shards, write_line))
+        return lines | "WriteJsonl" >> beam.io.WriteToText(
+            self._prefix, file_name_suffix=DEAD_LETTER_SUFFIX)
 
 
 class WriteJson(beam.PTransform):

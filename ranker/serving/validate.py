@@ -25,7 +25,8 @@ from ranker import storage
 from ranker.errors import RankerError
 from ranker.models import data
 from ranker.serving import compat, verdict
-from ranker.serving.gate_metrics import (CLICK_LOG_LOSS, DEFAULT_MAX_REGRESSION, DEFAULT_MIN_NDCG, IPS_NDCG,
+from ranker.serving.options import ValidateOptions
+from ranker.serving.gate_metrics import (CLICK_LOG_LOSS, DEFAULT_MIN_NDCG, IPS_NDCG,
                                          JUDGED_NDCG)
 
 logger = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def _improvement(candidate: Measured, baseline: Measured | None, higher: bool) -
     return change
 
 
-def _device_floors(measured: Measured, floors: dict[str, float] | None, metric: str) -> tuple[bool, str]:
+def _device_floors(measured: Measured, floors: dict[str, float] | None) -> tuple[bool, str]:
     if not floors:
         return True, ""
     unknown = sorted(set(floors) - set(measured.by_device))
@@ -171,21 +172,19 @@ def _device_floors(measured: Measured, floors: dict[str, float] | None, metric: 
     return not below, (f"; below the device floor: {', '.join(below)}" if below else "")
 
 
-def validate(candidate: str, baseline: str | None, data_dir: str, min_ndcg: float | None = None,
-             max_regression: float = DEFAULT_MAX_REGRESSION, metric: str | None = None,
-             max_log_loss: float | None = None, propensities: str = "auto",
-             device_floor: dict[str, float] | None = None) -> dict:
-    """Judges `candidate` (an exported version folder); writes BLESSED or NOT_BLESSED into it."""
-    if not 0.0 <= max_regression < math.inf:
-        raise RankerError(f"--max-regression must be ≥ 0, got {max_regression}")
-    if baseline and storage.absolute(baseline) == storage.absolute(candidate):
-        raise RankerError("--baseline and --candidate are the same folder")
-    metric = metric or default_metric(data_dir)
-    if metric not in METRICS:
-        raise RankerError(f"unknown --metric {metric!r}; choose one of {sorted(METRICS)}")
+def validate(candidate: str, baseline: str | None, data_dir: str, **options) -> dict:
+    """judge(ValidateOptions(candidate, baseline, data_dir, **options))."""
+    return judge(ValidateOptions(candidate, baseline, data_dir, **options))
+
+
+def judge(opts: ValidateOptions) -> dict:
+    """Judges `opts.candidate` (an exported version folder); writes BLESSED or NOT_BLESSED into it."""
+    opts.check()
+    candidate, baseline, data_dir = opts.candidate, opts.baseline, opts.data_dir
+    metric = opts.metric or default_metric(data_dir)
     extractor, higher = METRICS[metric]
-    bound = _bound(metric, higher, min_ndcg, max_log_loss)
-    if device_floor and metric != IPS_NDCG:
+    bound = _bound(metric, higher, opts.min_ndcg, opts.max_log_loss)
+    if opts.device_floor and metric != IPS_NDCG:
         raise RankerError(f"--device-floor needs --metric {IPS_NDCG} (per-device click lists), not {metric}")
     if storage.isdir(candidate):
         verdict.remove_verdicts(candidate)  # before anything can fail: no stale BLESSED survives
@@ -194,13 +193,13 @@ def validate(candidate: str, baseline: str | None, data_dir: str, min_ndcg: floa
         compat.check_saved_model(folder, spec)
     judged_fingerprint = verdict.fingerprint(candidate)  # of the files evaluated below
     logger.info("validating %s on %s (%s)", candidate, data_dir, metric)
-    options = {"propensities": propensities} if metric == IPS_NDCG else {}
+    options = {"propensities": opts.propensities} if metric == IPS_NDCG else {}
     measured = extractor(candidate, data_dir, **options)
     base = extractor(baseline, data_dir, **options) if baseline else None
     change = _improvement(measured, base, higher)
-    blessed, reason = decide(measured.value, base.value if base else None, bound, max_regression, higher,
+    blessed, reason = decide(measured.value, base.value if base else None, bound, opts.max_regression, higher,
                              metric, change["ci95"] if change else None)
-    floors_ok, floor_reason = _device_floors(measured, device_floor, metric)
+    floors_ok, floor_reason = _device_floors(measured, opts.device_floor)
     if blessed and not floors_ok:
         blessed, reason = False, reason + floor_reason
     result = {
@@ -214,11 +213,11 @@ def validate(candidate: str, baseline: str | None, data_dir: str, min_ndcg: floa
         "baseline_value": _json_number(base.value) if base else None,
         "change": change,
         "by_device": measured.by_device or None,
-        "device_floor": device_floor or None,
+        "device_floor": opts.device_floor or None,
         "propensity_source": measured.propensity_source,
         "min_ndcg": bound if higher else None,
         "max_log_loss": None if higher else bound,
-        "max_regression": max_regression,
+        "max_regression": opts.max_regression,
         "data_dir": storage.absolute(data_dir),
         "validated_at": int(time.time()),
         verdict.FINGERPRINT_KEY: judged_fingerprint,

@@ -34,15 +34,15 @@ RUN_KNOB_DEFAULTS = {"click_model": DEFAULT_CLICK_MODEL, "devices": ",".join(DEF
 class SimulateOptions:
     """Everything `simulate_to_dir` takes; `check()` refuses what it cannot honour."""
 
-    world: str
-    letor_train: str | None
-    letor_test: str | None
-    sessions_per_query: int
-    logging_quality: float
-    click_model: str
-    devices: tuple[str, ...]  # `name[:share[:eta]]` entries
-    seed: int
     output_dir: str
+    world: str = WORLDS[0]
+    letor_train: str | None = None
+    letor_test: str | None = None
+    sessions_per_query: int = DEFAULT_SESSIONS_PER_QUERY
+    logging_quality: float = DEFAULT_LOGGING_QUALITY
+    click_model: str = DEFAULT_CLICK_MODEL
+    devices: tuple[str, ...] = DEFAULT_DEVICES  # `name[:share[:eta]]` entries
+    seed: int = 0  # same seed and options, byte-identical files
     num_queries: int = DEFAULT_NUM_QUERIES
     examine_all: bool = False
     num_judged: int | None = None

@@ -1,62 +1,27 @@
-"""The export base's files, the CI gate (validate), push, and the serving image's blessed-only copy.
-
-Reuses the session's trained good model (serving_helpers) but exports it into a base of its own:
-these tests write verdicts and versions. One bad model (learning rate ~0) is trained here.
-"""
+"""The CI gate (validate.py): judged, IPS and click-log-loss metrics, the decision rule, one-line
+errors, verdicts. Reuses the test run's exported good model, copied into a base of its own (these
+tests write verdicts); the bad model is that export with random weights."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from google.protobuf import text_format
-from serving_helpers import shared_model_dir
-from tensorflow_serving.config import model_server_config_pb2
+from serving_helpers import scrambled_export
 
 from ranker import cli
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.models import evaluate, train
-from ranker.serving import export, publish, push, validate, verdict
-
-REPO = Path(__file__).resolve().parents[1]
-SELECT_BLESSED = REPO / "ranker" / "serving" / "select_blessed.sh"
-
+from ranker.models import evaluate
+from ranker.serving import publish, push, validate, verdict
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_data, tmp_path_factory):
-    return shared_model_dir(tiny_data, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def export_base(tmp_path_factory):
-    return os.fspath(tmp_path_factory.mktemp("gate") / "staging" / "ranker")
-
-
-@pytest.fixture(scope="module")
-def exported(model_dir, export_base):
-    return export.export(model_dir, export_base)
-
-
-@pytest.fixture(scope="module")
-def bad_export(tiny_data, tmp_path_factory):
-    """A randomly initialised model (learning rate ~0), exported: scores are noise."""
-    root = tmp_path_factory.mktemp("bad")
-    train.train(tiny_data, os.fspath(root / "model"), variant="naive", epochs=1,
-                learning_rate=1e-12, verbose=0)
-    return export.export(os.fspath(root / "model"), os.fspath(root / "staging" / "ranker"))
-
-
-def _config_entries(path: str) -> list[tuple[str, str]]:
-    config = model_server_config_pb2.ModelServerConfig()
-    with open(path) as fh:
-        text_format.Parse(fh.read(), config)
-    return [(e.name, e.base_path) for e in config.model_config_list.config]
+def bad_export(exported, tmp_path_factory):
+    """The good export with its weights redrawn at random: same spec and graph, scores are noise."""
+    return scrambled_export(exported, os.fspath(tmp_path_factory.mktemp("bad") / "staging" / "ranker"))
 
 
 def _other_spec_data(tiny_data: str, root: Path) -> str:
@@ -69,49 +34,6 @@ def _other_spec_data(tiny_data: str, root: Path) -> str:
             feature["name"] = "cost"
     (data_dir / fs.SPEC_FILENAME).write_text(json.dumps(spec))
     return os.fspath(data_dir)
-
-
-# --- the export base --------------------------------------------------------------------------
-
-def test_every_export_file_lives_under_the_base(exported, model_dir, export_base):
-    parent = os.path.dirname(export_base)
-    again = export.export(model_dir, export_base)
-    assert again["version"] == 2 and again["export_dir"] == os.path.join(export_base, "2")
-    assert sorted(os.listdir(export_base)) == ["1", "2", "batching_parameters.txt", "models.config"]
-    assert os.listdir(parent) == ["ranker"]  # nothing beside the base
-    assert publish.versions(export_base) == [1, 2] and publish.next_version(export_base) == 3
-    assert again["models_config"] == os.path.join(export_base, "models.config")
-    assert _config_entries(again["models_config"]) == [("ranker", "/models/ranker")]
-    assert "max_batch_size" in open(again["batching_parameters"]).read()
-    assert os.path.dirname(again["batching_parameters"]) == export_base
-
-
-def test_sibling_bases_written_concurrently_keep_their_entries(tmp_path):
-    bases = [os.fspath(tmp_path / "serving" / name) for name in ("ranker", "ranker_b")]
-    for base in bases:
-        os.makedirs(base)
-    errors = []
-    barrier = threading.Barrier(len(bases))
-
-    def write(base):
-        try:
-            for _ in range(20):
-                barrier.wait()
-                export.write_base_files(base)
-        except Exception as err:  # noqa: BLE001 (reported below)
-            errors.append(err)
-
-    threads = [threading.Thread(target=write, args=(b,)) for b in bases]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for base in bases:
-        name = os.path.basename(base)
-        assert _config_entries(os.path.join(base, "models.config")) == [(name, f"/models/{name}")]
-        assert sorted(os.listdir(base)) == ["batching_parameters.txt", "models.config"]
-    assert sorted(os.listdir(tmp_path / "serving")) == ["ranker", "ranker_b"]
 
 
 # --- the CI gate ------------------------------------------------------------------------------
@@ -227,7 +149,7 @@ def test_click_log_loss_metric(exported, tiny_data, tmp_path):
 
 def test_validate_rejects_a_folder_that_is_not_an_export(tiny_data, tmp_path):
     with pytest.raises(RankerError, match="saved_model.pb"):
-        validate.validate(os.fspath(tmp_path), None, tiny_data, 0.5, 0.01)
+        validate.validate(os.fspath(tmp_path), None, tiny_data, min_ndcg=0.5, max_regression=0.01)
 
 
 def test_foreign_saved_model_and_other_spec_are_one_line_errors(exported, tiny_data, tmp_path):
@@ -258,84 +180,3 @@ def test_a_failed_revalidation_leaves_no_stale_blessed(exported, tiny_data, tmp_
     assert not (staged / "BLESSED").exists() and not (staged / "NOT_BLESSED").exists()
     with pytest.raises(RankerError, match="not blessed"):
         push.push(os.fspath(staged), os.fspath(tmp_path / "serving" / "ranker"))
-
-
-# --- push and the serving image ---------------------------------------------------------------
-
-def test_push_copies_only_blessed_versions_into_the_serving_base(exported, tiny_data, tmp_path):
-    staged = tmp_path / "staging" / "ranker"
-    shutil.copytree(exported["export_dir"], staged / "1",
-                    ignore=shutil.ignore_patterns(verdict.BLESSED, verdict.NOT_BLESSED))
-    serving_base = str(tmp_path / "serving" / "ranker")
-    with pytest.raises(RankerError, match="not blessed"):
-        push.push(str(staged / "1"), serving_base)
-    assert push.last_pushed(serving_base) is None
-    result = validate.validate(str(staged / "1"), None, tiny_data, min_ndcg=0.0, max_regression=0.01)
-    assert result["blessed"]
-    pushed = push.push(str(staged / "1"), serving_base)
-    assert pushed["version"] == 1 and push.last_pushed(serving_base) == os.path.join(serving_base, "1")
-    assert sorted(os.listdir(serving_base)) == ["1", "batching_parameters.txt", "models.config"]
-    assert _config_entries(pushed["models_config"]) == [("ranker", "/models/ranker")]
-    assert os.path.dirname(pushed["models_config"]) == serving_base
-    with open(os.path.join(serving_base, "1", "saved_model.pb"), "rb") as copy, \
-            open(os.path.join(exported["export_dir"], "saved_model.pb"), "rb") as original:
-        assert copy.read() == original.read()  # the pushed copy is the same model
-    verdict.check_blessed(os.path.join(serving_base, "1"))  # its verdict still matches the copy
-
-
-def test_push_refuses_a_verdict_for_another_model(exported, tiny_data, tmp_path):
-    staged = tmp_path / "ranker" / "1"
-    shutil.copytree(exported["export_dir"], staged)
-    validate.validate(os.fspath(staged), None, tiny_data, min_ndcg=0.0)
-    serving_base = os.fspath(tmp_path / "serving" / "ranker")
-    with open(staged / "saved_model.pb", "ab") as fh:  # the model changed after validation
-        fh.write(b"\0")
-    with pytest.raises(RankerError, match="fingerprint mismatch"):
-        push.push(os.fspath(staged), serving_base)
-    judged = json.loads((staged / "BLESSED").read_text())
-    judged["fingerprint"] = verdict.fingerprint(os.fspath(staged))
-    judged["blessed"] = False  # a BLESSED file that does not say blessed
-    (staged / "BLESSED").write_text(json.dumps(judged))
-    with pytest.raises(RankerError, match="does not say blessed"):
-        push.push(os.fspath(staged), serving_base)
-    (staged / "BLESSED").write_text("{ truncated")
-    with pytest.raises(RankerError, match="not valid JSON"):
-        push.push(os.fspath(staged), serving_base)
-    assert publish.versions(serving_base) == []
-
-
-def _fake_version(base: Path, version: int, blessed: bool | None, tamper: bool = False) -> None:
-    folder = base / str(version)
-    (folder / "variables").mkdir(parents=True)
-    (folder / "saved_model.pb").write_bytes(f"model {version}".encode())
-    (folder / "variables" / "variables.index").write_bytes(b"index")
-    (folder / "assets").mkdir()
-    (folder / "assets" / "category.txt").write_text("x\ny\n")
-    if blessed is not None:
-        verdict.write_verdict(os.fspath(folder), {"blessed": blessed,
-                                                  "fingerprint": verdict.fingerprint(os.fspath(folder))})
-    if tamper:
-        (folder / "variables" / "variables.index").write_bytes(b"other weights")
-
-
-def test_serving_image_selects_only_blessed_versions(tmp_path):
-    base, out = tmp_path / "serving" / "ranker", tmp_path / "image"
-    _fake_version(base, 1, blessed=True)
-    _fake_version(base, 2, blessed=False)
-    _fake_version(base, 3, blessed=None)
-    _fake_version(base, 4, blessed=True, tamper=True)
-    _fake_version(base, 5, blessed=True)
-    (base / ".tmp-abc").mkdir()
-    (base / "models.config").write_text("model_config_list {}\n")
-    run = subprocess.run(["sh", os.fspath(SELECT_BLESSED), os.fspath(base), os.fspath(out)],
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert sorted(os.listdir(out)) == ["1", "5"]
-    assert sorted(os.listdir(out / "1")) == ["BLESSED", "assets", "saved_model.pb", "variables"]
-    nothing = subprocess.run(["sh", os.fspath(SELECT_BLESSED), os.fspath(base / "2"),
-                              os.fspath(tmp_path / "x")], capture_output=True, text=True)
-    assert nothing.returncode != 0 and "no blessed version" in nothing.stderr
-    dockerfile = (REPO / "Dockerfile").read_text()
-    serving_stage = dockerfile[dockerfile.index("AS serving"):]
-    assert "COPY --from=blessed" in serving_stage and "MODEL_BASE" not in serving_stage
-    assert "select_blessed.sh" in dockerfile[dockerfile.index("AS blessed"):dockerfile.index("AS serving")]

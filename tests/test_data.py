@@ -1,0 +1,57 @@
+"""models/data.py: the parsed-size estimate and the cache-or-stream decision of train's input."""
+from __future__ import annotations
+
+import pytest
+import tensorflow as tf
+
+from ranker.artifacts import EVAL, TRAIN
+from ranker.errors import RankerError
+from ranker.models import data
+
+
+def _exact_bytes(data_dir: str, split: str, spec, list_size: int) -> int:
+    total = 0
+    for batch in data.dataset(data_dir, split, spec, list_size, 64):
+        total += sum(int(tf.reduce_sum(tf.strings.length(v))) if v.dtype == tf.string else v.numpy().nbytes
+                     for v in batch.values())
+    return total
+
+
+@pytest.mark.parametrize("split", [TRAIN, EVAL])
+def test_parsed_bytes_estimates_the_cached_size_of_a_split(tiny_data, split):
+    spec = data.data_spec(tiny_data)
+    size = data.click_list_size(tiny_data, spec)
+    estimate, exact = data.parsed_bytes(tiny_data, split, spec, size), _exact_bytes(tiny_data, split, spec, size)
+    assert exact > 0 and estimate == pytest.approx(exact, rel=0.1)
+    # longer padded lists take more memory
+    assert data.parsed_bytes(tiny_data, split, spec, spec.max_list_size) > estimate
+
+
+def test_cache_mode_follows_the_flag_and_the_free_memory():
+    assert data.cache_mode("auto", 10, free=100) == "memory"
+    assert data.cache_mode("auto", 60, free=100) == "disk"  # more than half the free memory
+    assert data.cache_mode("memory", 10**15) == "memory" and data.cache_mode("none", 1) == "none"
+    assert data.available_memory() > 0
+    with pytest.raises(RankerError, match="--input-cache"):
+        data.cache_mode("ssd", 1)
+
+
+def test_disk_cache_replays_the_same_batches_as_memory(tiny_data, tmp_path):
+    spec = data.data_spec(tiny_data)
+    size = data.click_list_size(tiny_data, spec)
+
+    def batches(cache):  # each epoch's batches, in sorted order, by their price values
+        ds = data.dataset(tiny_data, TRAIN, spec, size, 32, shuffle=True, seed=3, cache=cache)
+        return [sorted(tuple(b["price"].numpy().round(5).ravel()) for b in epoch) for epoch in (ds, ds)]
+
+    on_disk = batches(str(tmp_path / "cache"))
+    assert on_disk == batches(True)  # the same batches, epoch after epoch, as the memory cache
+    assert any(p.name.startswith("cache") for p in tmp_path.iterdir())
+
+
+def test_train_refuses_an_unknown_input_cache(tiny_data, tmp_path):
+    from ranker.models.train import train
+
+    with pytest.raises(RankerError, match="--input-cache"):
+        train(tiny_data, str(tmp_path / "m"), input_cache="ssd", verbose=0)
+    assert not (tmp_path / "m").exists()
