@@ -108,27 +108,17 @@ def _truth_curves(world: dict) -> tuple[dict, str]:
 
 
 def plot_propensity(name: str, result: dict, path: str) -> bool:
+    from ranker.models.evaluate_view import plot_device_curves
+
     truth, truth_label = _truth_curves(result.get("world") or {})
     learned = {a: s["propensity_mean"] for a, s in result["arms"].items() if s.get("propensity_mean")}
     devices = sorted(set(truth) | {d for curves in learned.values() for d in curves})
     if not learned or not devices:
         return False
-    fig, axes = plt.subplots(1, len(devices), figsize=(4.2 * len(devices), 3.8), squeeze=False)
-    for ax, device in zip(axes[0], devices):
-        if device in truth:
-            ax.plot(range(1, len(truth[device]) + 1), truth[device], "k-", lw=2.5, label=truth_label)
-        for arm, curves in learned.items():
-            if device in curves:
-                ax.plot(range(1, len(curves[device]) + 1), curves[device], "o--", ms=3, label=arm)
-        ax.set_title(device)
-        ax.set_xlabel("position")
-        ax.set_ylim(0, 1.1)
-    axes[0][0].set_ylabel("examination relative to position 1")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"{name}: learned propensity" + (f" vs {truth_label}" if truth else ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    panels = {device: ([(truth_label, truth[device], "k-", None)] if device in truth else [])
+              + [(arm, curves[device], "o--", None) for arm, curves in learned.items() if device in curves]
+              for device in devices}
+    plot_device_curves(panels, f"{name}: learned propensity" + (f" vs {truth_label}" if truth else ""), path)
     return True
 
 

@@ -187,15 +187,17 @@ def parse_spec(obj: Any, source: str = "<spec>", base_dir: str = "") -> FeatureS
     )
 
 
-def load_spec(path: str) -> FeatureSpec:
-    """Reads and validates a spec file; vocabulary paths resolve relative to its folder."""
-    if not storage.exists(path):
+def load_spec(path: str, read_bytes=None, exists=None, base_dir: str | None = None) -> FeatureSpec:
+    """Reads and validates a spec file; vocabulary paths resolve relative to its folder. The file
+    is read with `read_bytes`/`exists` (default: ranker.storage; preprocess passes Beam's)."""
+    read_bytes, exists = read_bytes or storage.read_bytes, exists or storage.exists
+    if not exists(path):
         raise SpecError(f"{path}: feature spec not found")
     try:
-        obj = json.loads(storage.read_bytes(path).decode("utf-8"))
+        obj = json.loads(read_bytes(path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SpecError(f"{path}: not valid JSON ({err})") from None
-    return parse_spec(obj, source=path, base_dir=storage.parent(storage.absolute(path)))
+    return parse_spec(obj, source=path, base_dir=base_dir or storage.parent(storage.absolute(path)))
 
 
 def _is_int(value: Any) -> bool:

@@ -92,25 +92,33 @@ def plot_propensity(metrics: dict, path: str) -> str | None:
     if not curves:
         return None
     intervals = metrics.get("propensity_harvested_ci95", {})
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), sharey=True, squeeze=False)
-    for ax, (device, by_name) in zip(axes[0], curves.items()):
-        for name, style in (("true", "k--"), ("learned", "o-"), ("harvested", "s:")):
-            curve = by_name.get(name)
-            if not curve:
-                continue
+    panels = {device: [(name, by_name[name], style, intervals.get(device) if name == "harvested" else None)
+                       for name, style in (("true", "k--"), ("learned", "o-"), ("harvested", "s:"))
+                       if by_name.get(name)]
+              for device, by_name in curves.items()}
+    title = "Position propensity: " + ", ".join(sorted({n for c in curves.values() for n in c}))
+    return plot_device_curves(panels, title, path)
+
+
+def plot_device_curves(panels: dict, title: str, path: str) -> str:
+    """One panel per device of examination curves relative to position 1: `panels` is
+    {device: [(label, curve, matplotlib style, 95% intervals per position or None), …]}."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True, squeeze=False)
+    for ax, (device, lines) in zip(axes[0], panels.items()):
+        for label, curve, style, intervals in lines:
             points = [(k + 1, v) for k, v in enumerate(curve) if v is not None]
-            line, = ax.plot(*zip(*points), style, label=name, markersize=4)
-            if name == "harvested" and intervals.get(device):
-                spans = [(k + 1, ci) for k, ci in enumerate(intervals[device]) if ci]
+            line, = ax.plot(*zip(*points), style, label=label, markersize=4)
+            spans = [(k + 1, ci) for k, ci in enumerate(intervals or []) if ci]
+            if spans:
                 ax.fill_between([k for k, _ in spans], [c[0] for _, c in spans], [c[1] for _, c in spans],
-                                alpha=0.2, color=line.get_color(), label="harvested 95% interval")
+                                alpha=0.2, color=line.get_color(), label=f"{label} 95% interval")
         ax.set_title(device)
         ax.set_xlabel("position")
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.1)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("examination relative to position 1")
-    axes[0][-1].legend(fontsize=8)
-    fig.suptitle("Position propensity: " + ", ".join(sorted({n for c in curves.values() for n in c})))
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -3,7 +3,6 @@ every log file (readable, not empty, a gzip read through), each failure one Rank
 from __future__ import annotations
 
 import gzip
-import json
 import zlib
 from typing import Sequence
 
@@ -21,15 +20,10 @@ _MAX_FILE_NAME_BYTES = 255  # vocab/<feature>.txt must be a legal file name
 def load_spec(path: str) -> fs.FeatureSpec:
     """The feature spec, read through FileSystems; names must be usable as vocabulary files."""
     paths.check_filesystem(path, "--feature-spec")
-    if not FileSystems.exists(path):
-        raise fs.SpecError(f"{path}: feature spec not found")
     try:
-        obj = json.loads(paths.read_bytes(path).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise fs.SpecError(f"{path}: not valid JSON ({err})") from None
+        spec = fs.load_spec(path, paths.read_bytes, FileSystems.exists, base_dir=paths.parent(path))
     except (OSError, BeamIOError) as err:
         raise fs.SpecError(f"{path}: cannot read the feature spec ({_reason(err)})") from None
-    spec = fs.parse_spec(obj, source=path, base_dir=paths.parent(path))
     for feature in spec.features:
         name = feature.name
         file_name = f"{name}.txt".encode("utf-8", errors="surrogateescape")
