@@ -30,16 +30,17 @@ def _new_moments() -> list:
     return [0, 0, math.inf, -math.inf, 0.0, 0]  # rows, present, min, max, sum, values
 
 
-def _add(moments: list, kind: str, value) -> None:
-    moments[1] += 1
+def _add_all(moments: list, kind: str, values: list) -> None:
+    """One list's present values of a feature (numbers, vectors or categories) into its moments."""
+    moments[1] += len(values)
     if kind == fs.CATEGORICAL:
         return
-    values = (value,) if kind == fs.NUMERIC else value
-    if values:
-        moments[2] = min(moments[2], min(values))
-        moments[3] = max(moments[3], max(values))
-        moments[4] += math.fsum(values)
-        moments[5] += len(values)
+    flat = values if kind == fs.NUMERIC else [x for vector in values for x in vector]
+    if flat:
+        moments[2] = min(moments[2], min(flat))
+        moments[3] = max(moments[3], max(flat))
+        moments[4] += math.fsum(flat)
+        moments[5] += len(flat)
 
 
 class _MomentsInBundle(beam.DoFn):
@@ -64,12 +65,11 @@ class _MomentsInBundle(beam.DoFn):
             if moments is None:
                 moments = self._moments[name] = _new_moments()
             moments[0] += len(rows)
-            for impression in rows:
-                value = impression[scope].get(name)
-                if value is not None:
-                    _add(moments, kind, value)
-                    if kind == fs.CATEGORICAL:
-                        self._values.add((name, value))
+            values = [value for value in (row[scope].get(name) for row in rows) if value is not None]
+            if values:
+                _add_all(moments, kind, values)
+                if kind == fs.CATEGORICAL:
+                    self._values.update((name, value) for value in values)
         self._lists += 1
         if len(self._values) >= _MAX_PENDING or self._lists >= self._max_lists:
             yield from self._flush_values()
