@@ -55,3 +55,25 @@ def test_train_refuses_an_unknown_input_cache(tiny_data, tmp_path):
     with pytest.raises(RankerError, match="--input-cache"):
         train(tiny_data, str(tmp_path / "m"), input_cache="ssd", verbose=0)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("mode", ["disk", "memory"])
+def test_training_input_fills_its_cache_before_fit(tiny_data, tmp_path, mode):
+    """fit reads exactly steps_per_epoch batches an epoch and never the end of the data; a cache
+    left unfinished that way is discarded by tf.data, so training_input fills it first."""
+    import math
+
+    from ranker.models.config import ModelConfig
+
+    spec = data.data_spec(tiny_data)
+    size = data.click_list_size(tiny_data, spec)
+    steps = math.ceil(data.num_lists(tiny_data, TRAIN) / 64)
+    config = ModelConfig(variant="naive", batch_size=64, train_list_size=size, steps_per_epoch=steps)
+    train_ds, eval_ds = data.training_input(config, tiny_data, spec, mode, str(tmp_path))
+    assert eval_ds is not None and int(train_ds.cardinality()) == steps
+    if mode == "disk":  # tf.data writes a cache's index file when the cache is complete
+        assert (tmp_path / f"{TRAIN}.index").exists() and (tmp_path / f"{EVAL}.index").exists()
+    else:
+        assert not list(tmp_path.iterdir())
+    first = [b["price"].numpy().sum() for b in train_ds.take(steps)]
+    assert len(first) == steps  # an epoch as fit reads it

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from ranker import storage, tfr
-from ranker.artifacts import SPLITS, split_files  # noqa: F401  (re-exported)
+from ranker.artifacts import split_files
 from ranker.artifacts import EVAL, RECORD_GLOB, STATS_FILE, TRAIN, TRUTH_FILE, read_json
 from ranker.errors import RankerError
 from ranker.features import spec as fs
@@ -146,14 +146,23 @@ def training_input(config, data_dir: str, spec: fs.FeatureSpec, mode: str, scrat
     cache = {"memory": lambda split: True, "none": lambda split: False,
              "disk": lambda split: os.path.join(scratch, split)}[where]
     train_ds = dataset(data_dir, config.split, spec, config.train_list_size, config.batch_size,
-                            shuffle=True, seed=config.seed, cache=cache(config.split))
+                       shuffle=True, seed=config.seed, cache=cache(config.split))
     # A known length lets fit resume mid-epoch; every worker sees the same global batches.
-    train_ds = distribute.shard_options(train_ds.apply(tf.data.experimental.assert_cardinality(steps)))
+    train_ds = distribute.shard_options(_filled(train_ds, where).apply(
+        tf.data.experimental.assert_cardinality(steps)))
     eval_ds = None
     if with_eval:
-        eval_ds = distribute.shard_options(dataset(
-            data_dir, EVAL, spec, config.train_list_size, config.batch_size, cache=cache(EVAL)))
+        eval_ds = distribute.shard_options(_filled(dataset(
+            data_dir, EVAL, spec, config.train_list_size, config.batch_size, cache=cache(EVAL)), where))
     return train_ds, eval_ds
+
+
+def _filled(ds: tf.data.Dataset, where: str) -> tf.data.Dataset:
+    """A cached dataset after one full pass: fit reads exactly steps_per_epoch batches an epoch,
+    never the end of the data, and tf.data discards a cache whose writer stopped short of it."""
+    if where != "none":
+        ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1)
+    return ds
 
 
 def feature_moments(ds: tf.data.Dataset, spec: fs.FeatureSpec, max_batches: int = 50) -> dict:
