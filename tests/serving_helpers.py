@@ -76,21 +76,3 @@ def same_order(a: np.ndarray, b: np.ndarray, tie: float = 1e-4) -> bool:
     da, db = a[:, None] - a[None, :], b[:, None] - b[None, :]
     separated = np.abs(db) > tie
     return bool(np.all(np.sign(da[separated]) == np.sign(db[separated])))
-
-
-def scrambled_export(exported: dict, export_base: str, seed: int = 0) -> dict:
-    """copy_of_export with every float variable redrawn at random (same shape and scale): a model
-    of the same spec and graph whose scores are noise, without training or exporting one."""
-    copied = copy_of_export(exported, export_base)
-    prefix = os.path.join(copied["export_dir"], "variables", "variables")
-    reader = tf.train.load_checkpoint(prefix)
-    rng = np.random.default_rng(seed)
-    names, values = [], []
-    for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
-        value = reader.get_tensor(name)
-        if dtype.is_floating and np.size(value) > 1:
-            value = (rng.normal(size=np.shape(value)) * (np.std(value) or 1.0)).astype(value.dtype)
-        names.append(name)
-        values.append(tf.constant(value))
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names), tensors=values)
-    return copied

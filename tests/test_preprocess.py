@@ -1,7 +1,7 @@
-"""The Beam preprocess job: each PTransform on its own (TestPipeline + assert_that; line validation
-is in test_parse.py), and whole runs: dead letters, the no-line-lost invariant, the ELWC round trip
-through TF-Ranking's parser, stable splits, vocabularies, Parquet = JSONL, byte-identical
-re-runs, driver errors, and simulate → preprocess."""
+"""The Beam preprocess job as a whole (its PTransforms are tested in test_read, test_lists,
+test_write and test_summaries; line validation in test_parse): dead letters, the no-line-lost
+invariant, the ELWC round trip through TF-Ranking's parser, stable splits, vocabularies,
+Parquet = JSONL, byte-identical re-runs, driver errors, and simulate → preprocess."""
 from __future__ import annotations
 
 import gzip
@@ -10,237 +10,17 @@ import math
 import os
 from pathlib import Path
 
-import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.testing.util import assert_that, equal_to
 
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.pipeline import parse, paths
+from ranker.pipeline import parse
 from ranker.pipeline import preprocess as pp
-from ranker.pipeline.lists import (
-    DEAD_LETTER, LISTS, SPLITS, TRUNCATED, VALID, GroupIntoLists, ParseImpressions, SplitByRequestHash,
-    pack_impression, split_of, unpack_impression, _vector_fields)
-from ranker.pipeline.read import ReadLogLines
-from ranker.pipeline.runtime import NAMESPACE
-from ranker.pipeline.summaries import ComputeStats, ComputeVocabularies
-from ranker.pipeline.write import WriteElwc
+from ranker.pipeline.lists import SPLITS, split_of
 
 from pipeline_helpers import (
-    DEVICES, SPEC, SPEC_JSON, _DROP, beam_pipeline, clean_records, dumps, read_dead_letters,
-    read_records, record, request_id_of, write_lines)
-
-
-# --- PTransforms ---------------------------------------------------------------------------------
-
-def test_read_log_lines_jsonl_gzip_parquet(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    plain = write_lines(tmp_path / "a.jsonl", [b'{"a": 1}', b"\xff not utf-8", b""])
-    packed = write_lines(tmp_path / "b.jsonl.gz", [b'{"b": 2}\r'])
-    rows = [{"request_id": "p1", "position": 1, "context": {"query": "q"}},
-            {"request_id": "p2", "position": 2, "context": None}]
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "c.parquet")
-    with beam_pipeline() as p:
-        lines = p | ReadLogLines(paths.match_inputs(str(tmp_path / "[abc].*")))
-        text = (lines | beam.Filter(lambda l: not l[0].endswith(".parquet")))
-        rows_out = (lines | beam.Filter(lambda l: l[0].endswith(".parquet"))
-                    | beam.Map(lambda l: (os.path.basename(l[0]), l[1], json.loads(l[2]))))
-        assert_that(text, equal_to([(str(plain), 1, b'{"a": 1}'),
-                                    (str(plain), 2, b"\xff not utf-8"),
-                                    (str(plain), 3, b""), (str(packed), 1, b'{"b": 2}')]),
-                    label="text")
-        assert_that(rows_out, equal_to([("c.parquet", 1, rows[0]),
-                                        ("c.parquet", 2, {"request_id": "p2", "position": 2})]),
-                    label="parquet")
-
-
-def test_parse_impressions_tags_valid_and_dead_letters():
-    lines = [("a", 1, dumps(record("r1", 1))), ("a", 2, b"{oops"), ("a", 3, dumps(record("r2", 0)))]
-    with beam_pipeline() as p:
-        parsed = p | beam.Create(lines) | ParseImpressions(SPEC)
-        valid = parsed[VALID] | beam.Map(lambda kv: (kv[0], kv[1][:2], kv[1][3]["item_id"]))
-        dead = parsed[DEAD_LETTER] | beam.Map(lambda d: (d["source"], d["line"], d["reason"]))
-        assert_that(valid, equal_to([("r1", ("a", 1), "r1-i1")]), label="valid")
-        assert_that(dead, equal_to([("a", 2, parse.INVALID_JSON),
-                                    ("a", 3, parse.INVALID_POSITION)]), label="dead")
-
-
-def test_parse_impressions_counts_dead_letters_by_reason():
-    from apache_beam.metrics.metric import MetricsFilter
-
-    p = beam_pipeline()
-    lines = [("a", 1, b"{oops"), ("a", 2, b"[]"), ("a", 3, dumps(record()))]
-    _ = p | beam.Create(lines) | ParseImpressions(SPEC)
-    result = p.run()
-    result.wait_until_finish()
-    counters = {c.key.metric.name: c.committed for c in
-                result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
-    assert counters["dead_letter_invalid_json"] == 2 and counters["lines_parsed"] == 1
-
-
-def _located(tmp_path: Path, lines: list[tuple[str, int, dict]]):
-    """Parsed (request_id, (source, line, raw, impression)) of lines written to real files."""
-    by_file: dict = {}
-    for name, n, rec in lines:
-        by_file.setdefault(name, {})[n] = dumps(rec)
-    paths = {}
-    for name, numbered in by_file.items():
-        paths[name] = str(write_lines(tmp_path / f"{name}.jsonl",
-                                      [numbered.get(n, b"{}") for n in range(1, max(numbered) + 1)]))
-    out = []
-    for name, n, rec in lines:
-        impression, dead = parse.parse_line(dumps(rec), SPEC, paths[name], n)
-        assert dead is None
-        out.append((impression["request_id"], (paths[name], n, dumps(rec), impression)))
-    return out
-
-
-def test_group_into_lists_orders_and_applies_list_rules(tmp_path):
-    judged = dict(clicked=_DROP, relevance=2)
-    lines = _located(tmp_path,
-        [("b", 1, record("ok", 3)), ("a", 9, record("ok", 1)), ("a", 2, record("ok", 2))]
-        + [("a", 3, record("dup", 1, item_id="first")),
-           ("a", 7, record("dup", 1, item_id="second")), ("a", 4, record("dup", 2))]
-        + [("a", 10 + i, record("long", i + 1)) for i in range(SPEC.max_list_size + 2)]
-        + [("a", 20 + i, record("jlong", i + 1, **judged)) for i in range(SPEC.max_list_size + 1)]
-        + [("a", 30, record("mixed", 1)), ("a", 31, record("mixed", 2, **judged))]
-        + [("a", 40, record("j", 2, **judged)), ("a", 41, record("j", 1, **judged))]
-        + [("a", 50, record("dev", 1)), ("a", 51, record("dev", 2, device_type="mobile"))]
-        + [("a", 52, record("ctx", 1)), ("a", 53, record("ctx", 2, context={"query": "x"}))])
-    raw_of = {(located[0], located[1]): located[2].decode() for _, located in lines}
-    with beam_pipeline() as p:
-        grouped = p | beam.Create(lines) | GroupIntoLists(SPEC)
-        lists = grouped[LISTS] | beam.Map(
-            lambda l: (l[0], l[1], [(i["position"], i["item_id"]) for i in l[2]]))
-        dead = grouped[DEAD_LETTER] | beam.Map(
-            lambda d: (d["line"], d["reason"], d["raw"] == raw_of[(d["source"], d["line"])]))
-        size = SPEC.max_list_size
-        assert_that(lists, equal_to([
-            ("ok", "clicked", [(1, "ok-i1"), (2, "ok-i2"), (3, "ok-i3")]),
-            ("dup", "clicked", [(1, "first"), (2, "dup-i2")]),
-            ("j", "judged", [(1, "j-i1"), (2, "j-i2")]),
-            ("long", "clicked", [(i + 1, f"long-i{i + 1}") for i in range(size)]),
-        ]), label="lists")
-        assert_that(grouped[TRUNCATED], equal_to([2]), label="truncated")
-        assert_that(dead, equal_to(
-            [(7, parse.DUPLICATE_POSITION, True)]
-            + [(20 + i, parse.LIST_TOO_LONG, True) for i in range(size + 1)]
-            + [(30, parse.MIXED_LABELS, True), (31, parse.MIXED_LABELS, True)]
-            + [(n, parse.INCONSISTENT_REQUEST, True) for n in (50, 51, 52, 53)]), label="dead")
-
-
-def test_group_into_lists_keeps_vectors_as_float32():
-    impression, _ = parse.parse_line(dumps(record(features={"emb": [0.1, 1e-50, 2]})), SPEC, "a", 1)
-    vectors = _vector_fields(SPEC)
-    packed = pack_impression(impression, vectors)
-    assert impression["features"]["emb"] == [0.1, 1e-50, 2.0]  # the input is not mutated
-    assert unpack_impression(packed, vectors)["features"]["emb"] == \
-        [np.float32(0.1).item(), 0.0, 2.0]
-
-
-def test_split_by_request_hash():
-    lists = [(f"r{i}", "clicked", []) for i in range(200)] + [("j1", "judged", [])]
-    expected = {split: [] for split in SPLITS}
-    for lst in lists:
-        expected[split_of(lst[0], lst[1])].append(lst[0])
-    assert expected["judged"] == ["j1"] and 5 <= len(expected["eval"]) <= 40
-    with beam_pipeline() as p:
-        splits = p | beam.Create(lists) | SplitByRequestHash()
-        for split in SPLITS:
-            assert_that(splits[split] | f"Id_{split}" >> beam.Map(lambda l: l[0]),
-                        equal_to(expected[split]), label=split)
-
-
-def test_split_is_stable_and_about_ninety_ten():
-    ids = [f"request-{i}" for i in range(5000)]
-    first = [split_of(i, "clicked") for i in ids]
-    assert first == [split_of(i, "clicked") for i in ids]
-    assert 0.08 < first.count("eval") / len(ids) < 0.12
-    assert set(first) == {"train", "eval"}
-
-
-def test_write_elwc_round_trip(tmp_path):
-    import tensorflow as tf
-
-    from ranker import tfr
-
-    impressions = [parse.parse_line(dumps(record("r1", pos, clicked=int(pos == 2),
-                                                 features={"price": float(pos), "brand": f"b{pos}",
-                                                           "emb": [pos, 0, 1]})),
-                                    SPEC, "a", pos)[0] for pos in (2, 1, 3)]
-    with beam_pipeline() as p:
-        _ = p | beam.Create([("r1", "clicked", impressions)]) | WriteElwc(
-            SPEC, str(tmp_path / "out" / "part"))
-    files = [str(f) for f in (tmp_path / "out").glob("*.tfrecord.gz")]
-    assert files
-    batch = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4)))
-    parsed = tfr.parse_elwc_batch(batch, SPEC, list_size=5)
-    assert parsed[fs.POSITION].numpy().tolist() == [[1, 2, 3, 0, 0]]
-    assert parsed[fs.CLICKED].numpy().tolist() == [[0, 1, 0, -1, -1]]
-    assert parsed[fs.MASK].numpy().tolist() == [[True, True, True, False, False]]
-    assert parsed["price"].numpy().tolist() == [[1.0, 2.0, 3.0, 0.0, 0.0]]
-    assert parsed["brand"].numpy()[0, :3].tolist() == [b"b1", b"b2", b"b3"]
-    assert parsed["emb"].numpy()[0, 2].tolist() == [3.0, 0.0, 1.0]
-    assert parsed["query"].numpy().tolist() == [b"shoes"]
-    assert parsed[fs.DEVICE].numpy().tolist() == [b"desktop"]
-
-
-def test_compute_vocabularies_by_frequency(tmp_path):
-    def imp(query, device, brand="b"):
-        return {"device_type": device, "context": {"query": query}, "features": {"brand": brand}}
-
-    lists = [
-        ("r1", "clicked", [imp("b", "mobile"), imp("b", "mobile"), imp("a", "desktop")]),
-        ("r2", "clicked", [imp("a", "desktop"), imp("c", "mobile"), imp("d", "tablet")]),
-        ("r3", "clicked", [imp("c", "mobile"), imp("", "tablet"), imp("e\nf", "tablet")]),
-        ("j1", "judged", [imp("z", "unknown"), imp("z", "unknown"), imp("z", "unknown")]),
-    ]
-    vocab_dir = tmp_path / "vocab"
-    with beam_pipeline() as p:
-        vocabularies = p | beam.Create(lists) | ComputeVocabularies(SPEC, str(vocab_dir))
-        # query: z 3, a/b/c 2 each (ties by value), d 1, capped at vocabulary_size 3
-        assert_that(vocabularies, equal_to([("query", ["z", "a", "b"]),
-                                            ("device_type", ["mobile", "tablet", "desktop"])]))
-    assert fs.read_vocabulary(str(vocab_dir / "query.txt")) == ["z", "a", "b"]
-    assert fs.read_vocabulary(str(vocab_dir / "device_type.txt")) == ["mobile", "tablet", "desktop"]
-    assert not (vocab_dir / "brand.txt").exists()  # hashed: no vocabulary
-
-
-def test_compute_stats():
-    def imp(position, device, clicked):
-        return {"position": position, "device_type": device, "clicked": clicked}
-
-    train = [("r1", "clicked", [imp(1, "desktop", 1), imp(2, "desktop", 0)]),
-             ("r2", "clicked", [imp(1, "desktop", 0), imp(2, "desktop", 0)])]
-    evals = [("r3", "clicked", [imp(1, "mobile", 1)])]
-    judged = [("j1", "judged", [imp(1, "unknown", None), imp(2, "watch", None),
-                                imp(3, "mobile", None)])]
-    dead = [{"reason": parse.INVALID_JSON}, {"reason": parse.MIXED_LABELS},
-            {"reason": parse.INVALID_JSON}]
-    with beam_pipeline() as p:
-        stats = {"lines": p | "Lines" >> beam.Create(range(11)),
-                 "dead_letter": p | "Dead" >> beam.Create(dead),
-                 "train": p | "Train" >> beam.Create(train),
-                 "eval": p | "Eval" >> beam.Create(evals),
-                 "judged": p | "Judged" >> beam.Create(judged)} | ComputeStats()
-
-        def check(outputs):
-            (s,) = outputs
-            assert s["lines_read"] == 11 and s["impressions_valid"] == 8
-            assert s["dead_letter"]["total"] == 3
-            assert s["dead_letter"]["by_reason"][parse.INVALID_JSON] == 2
-            assert s["dead_letter"]["by_reason"][parse.MIXED_LABELS] == 1
-            assert s["requests"] == {"train": 2, "eval": 1, "judged": 1}
-            assert s["impressions"] == {"train": 4, "eval": 1, "judged": 3}
-            assert s["ctr_by_position_device"] == {"desktop": {"1": 0.5, "2": 0.0},
-                                                   "mobile": {"1": 1.0}}
-            assert s["impressions_by_position_device"]["desktop"] == {"1": 2, "2": 2}
-            assert s["unknown_device"] == 1  # "watch"; "unknown" and "mobile" are not counted
-
-        assert_that(stats, check)
+    DEVICES, SPEC, SPEC_JSON, _DROP, clean_records, dumps, read_dead_letters, read_records, record, request_id_of, write_lines)
 
 
 # --- whole runs ----------------------------------------------------------------------------------
