@@ -33,12 +33,7 @@ def add_simulate(sub):
                         "search log of query ids and doc ids only (with a query × doc cross)")
     p.add_argument("--letor-train", help="SVMlight file (qid: lines, or a .query group file beside it)")
     p.add_argument("--letor-test", help="SVMlight file whose lists become judged lists")
-    p.add_argument("--num-queries", type=int, default=default(SimulateOptions, "num_queries"),
-                   help="synthetic and ids worlds: logged queries")
-    p.add_argument("--sessions-per-query", type=int, default=default(SimulateOptions, "sessions_per_query"),
-                   help="sessions simulated per logged query")
-    p.add_argument("--logging-quality", type=float, default=default(SimulateOptions, "logging_quality"),
-                   help="0 random … 1 perfect")
+    add_world_size(p, SimulateOptions)
     add_world_knobs(p)
     p.add_argument("--examine-all", action="store_true",
                    help="every shown item is examined and clicks are independent given "
@@ -51,6 +46,17 @@ def add_simulate(sub):
                    help="same seed and flags, byte-identical files")
     p.add_argument("--output", required=True, help="folder for logs, feature_spec.json, truth.json")
     p.set_defaults(func=_simulate)
+
+
+def add_world_size(p, options) -> None:
+    """--num-queries, --sessions-per-query and --logging-quality, with the defaults of `options`
+    (SimulateOptions or RunOptions: `run` simulates a larger world than `simulate`'s default)."""
+    p.add_argument("--num-queries", type=int, default=default(options, "num_queries"),
+                   help="synthetic and ids worlds: logged queries")
+    p.add_argument("--sessions-per-query", type=int, default=default(options, "sessions_per_query"),
+                   help="sessions simulated per logged query")
+    p.add_argument("--logging-quality", type=float, default=default(options, "logging_quality"),
+                   help="0 random … 1 perfect; low values make the old ranker's errors matter")
 
 
 def add_world_knobs(p):

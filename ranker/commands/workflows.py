@@ -31,12 +31,7 @@ def add_run(sub):
     p.add_argument("--seed", type=int, default=default(RunOptions, "seed"), help="simulation and training seed")
     p.add_argument("--epochs", type=int, default=default(RunOptions, "epochs"),
                    help="maximum epochs (%(default)s: train's step budget)")
-    p.add_argument("--num-queries", type=int, default=default(RunOptions, "num_queries"),
-                   help="logged queries of the world")
-    p.add_argument("--sessions-per-query", type=int, default=default(RunOptions, "sessions_per_query"),
-                   help="sessions per logged query (simulate's own default is smaller)")
-    p.add_argument("--logging-quality", type=float, default=default(RunOptions, "logging_quality"),
-                   help="0 random … 1 perfect; low values make the old ranker's errors matter")
+    data.add_world_size(p, RunOptions)
     p.add_argument("--min-ndcg", type=float, default=default(RunOptions, "min_ndcg"),
                    help="the validation gate's floor")
     data.add_world_knobs(p)

@@ -19,13 +19,12 @@ import json
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
 
 from ranker.features import spec as fs
 from ranker.pipeline import harvest_fit as hf
 from ranker.pipeline.lists import CLICKED_KIND, LISTS, VALID
 from ranker.pipeline.portable import CombineToOne, bundle_buffer
-from ranker.pipeline.runtime import NAMESPACE
+from ranker.pipeline.runtime import NAMESPACE, BufferingDoFn
 
 _MAX_BUFFER = 20_000  # entries held per bundle before flushing (bounded memory)
 
@@ -57,7 +56,7 @@ def _click_list(lst: tuple, max_position: int):
                              for i in impressions if i[fs.POSITION] <= max_position))
 
 
-class _UnitCountsFn(beam.DoFn):
+class _UnitCountsFn(BufferingDoFn):
     """Joined requests → ((query key, item_id, device), ((position, shown, clicks), …)),
     pre-summed within the bundle (a query shows the same items again and again)."""
 
@@ -80,10 +79,6 @@ class _UnitCountsFn(beam.DoFn):
             cell[1] += clicked
         if len(self._buffer) >= self._max_buffer:
             yield from self._flush()
-
-    def finish_bundle(self):
-        for out in self._flush():
-            yield GlobalWindows.windowed_value(out)
 
     def _flush(self):
         buffer, self._buffer = self._buffer, {}

@@ -26,7 +26,6 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
 
 from ranker.artifacts import DEAD_LETTER_DIR, EVAL, JUDGED, SPLITS, TRAIN
 from ranker.features import spec as fs
@@ -35,7 +34,7 @@ from ranker.pipeline import parse
 from ranker.pipeline.order import order_list
 from ranker.pipeline.portable import bundle_buffer, split_outputs
 from ranker.pipeline.read import iter_raw_lines
-from ranker.pipeline.runtime import NAMESPACE, freeze_heap
+from ranker.pipeline.runtime import NAMESPACE, BufferingDoFn, freeze_heap
 
 VALID, LISTS, TRUNCATED = "valid", "lists", "truncated"
 DEAD_LETTER = DEAD_LETTER_DIR  # the output tag names the folder the dead letters are written to
@@ -132,7 +131,7 @@ def unpack_impression(impression: dict, vectors: tuple[tuple[str, str], ...]) ->
     return impression
 
 
-class _PreGroupFn(beam.DoFn):
+class _PreGroupFn(BufferingDoFn):
     """Pre-groups each bundle's impressions by request, packed with marshal.
 
     Logs are mostly written a request at a time, so this sends about one shuffle element per
@@ -162,10 +161,6 @@ class _PreGroupFn(beam.DoFn):
         self._lines += 1
         if self._lines >= self._max_lines:
             yield from self._flush()
-
-    def finish_bundle(self):
-        for keyed in self._flush():
-            yield GlobalWindows.windowed_value(keyed)
 
     def _flush(self):
         buffer, self._buffer, self._lines = self._buffer, {}, 0

@@ -10,6 +10,7 @@ import gc
 import logging
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 NAMESPACE = "ranker.preprocess"  # every Beam counter of the job
 PROGRESS_EVERY = 250_000  # lines read / impressions written between progress lines on stderr
@@ -40,6 +41,19 @@ def freeze_heap(after: str) -> None:
     _FROZEN_AFTER.add(after)
     gc.collect()
     gc.freeze()
+
+
+class BufferingDoFn(beam.DoFn):
+    """A DoFn that sums or collects elements within a bundle and emits them from `_flush()`:
+    when `process` decides its buffer is full, and for what is left at the bundle's end (in the
+    global window, as finish_bundle outputs must be)."""
+
+    def _flush(self):
+        raise NotImplementedError
+
+    def finish_bundle(self):
+        for out in self._flush():
+            yield GlobalWindows.windowed_value(out)
 
 
 class MergeDicts(beam.CombineFn):

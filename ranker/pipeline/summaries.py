@@ -13,19 +13,18 @@ import os
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
 
 from ranker.features import spec as fs
 from ranker.pipeline import parse
 from ranker.pipeline.lists import CLICKED_KIND, DEAD_LETTER, SPLITS, TRUNCATED
 from ranker.pipeline.portable import CombineToOne, bundle_buffer
-from ranker.pipeline.runtime import NAMESPACE, MergeDicts
+from ranker.pipeline.runtime import NAMESPACE, BufferingDoFn, MergeDicts
 from ranker.pipeline.write import write_text_file
 
 
 # --- counting ------------------------------------------------------------------------------------
 
-class CountInBundle(beam.DoFn):
+class CountInBundle(BufferingDoFn):
     """In-mapper combining: `count_fn(counter, element, *args)` fills a Counter per bundle.
 
     Emits the Counter as one dict per bundle (for CombineGlobally(SumCounts)), or, with
@@ -48,10 +47,6 @@ class CountInBundle(beam.DoFn):
         self._count_fn(self._counts, element, *self._args)
         if len(self._counts) >= self._max_keys:
             yield from self._flush()
-
-    def finish_bundle(self):
-        for out in self._flush():
-            yield GlobalWindows.windowed_value(out)
 
     def _flush(self):
         counts, self._counts = self._counts, collections.Counter()
