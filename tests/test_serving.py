@@ -1,8 +1,8 @@
 """Serving: the relevance-only SavedModel, its signatures, warmup file and REST/gRPC helpers.
 
-The good additive model is trained and exported once per session (serving_helpers); the tests
+The good additive model is trained and exported once per test run (serving_helpers); the tests
 share it. Requests (REST, gRPC, int-or-float numbers, ELWC): test_serving_requests.py. The CI
-gate, push and the export base's files: test_serving_gate.py.
+gate: test_validate.py; push: test_push.py; the export base's files: test_publish.py.
 """
 from __future__ import annotations
 
