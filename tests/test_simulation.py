@@ -341,8 +341,9 @@ def _yahoo_sizes(data: Path) -> list[int]:
 def test_examine_all_gives_the_same_sessions_without_position_bias(tmp_path):
     """The unbiased-clicks reference: same rankings and devices, clicks free of examination."""
     def lines(out, **kw):
-        sm.simulate_to_dir("synthetic", None, None, 5, 0.5, "pbm", ["desktop", "mobile"], 3,
-                        str(out), num_queries=40, **kw)
+        sm.simulate_to_dir(world="synthetic", sessions_per_query=5, logging_quality=0.5,
+                           click_model="pbm", devices=["desktop", "mobile"], seed=3,
+                           output_dir=str(out), num_queries=40, **kw)
         with gzip.open(out / "impressions.jsonl.gz", "rt") as fh:
             return [json.loads(line) for line in fh]
 

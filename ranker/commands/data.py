@@ -16,9 +16,7 @@ def _simulate(args, beam_args):
 def _preprocess(args, beam_args):
     from ranker.pipeline import preprocess
 
-    opts = options(PreprocessOptions, args, beam_args=tuple(beam_args))
-    opts.check()  # before Beam loads
-    stats = preprocess.preprocess(opts)
+    stats = preprocess.preprocess(options(PreprocessOptions, args, beam_args=tuple(beam_args)))
     # a summary: the full stats (CTR keys in position order) are in stats.json
     return {key: stats[key] for key in ("lines_read", "impressions_valid", "truncated_impressions",
                                         "lists_truncated", "dead_letter", "requests", "seconds")}

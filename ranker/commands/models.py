@@ -31,9 +31,7 @@ def _evaluate(args, beam_args):
     from ranker.models import evaluate
     from ranker.models.options import EvaluateOptions
 
-    opts = options(EvaluateOptions, args)
-    opts.check()  # before TensorFlow loads
-    return evaluate.write_metrics(opts)
+    return evaluate.write_metrics(options(EvaluateOptions, args))
 
 
 def _add_model_dir(p) -> None:

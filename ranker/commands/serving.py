@@ -18,9 +18,7 @@ def _export(args, beam_args):
 def _validate(args, beam_args):
     from ranker.serving import validate
 
-    opts = options(ValidateOptions, args, device_floor=_floors(args.device_floor))
-    opts.check()  # before TensorFlow loads
-    result = validate.judge(opts)
+    result = validate.judge(options(ValidateOptions, args, device_floor=_floors(args.device_floor)))
     if not result["blessed"]:
         print(f"NOT BLESSED: {result['reason']}", file=sys.stderr)
         return result, 1

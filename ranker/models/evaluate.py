@@ -238,7 +238,6 @@ def evaluate_to_file(data_dir: str, **options) -> dict:
 
 def write_metrics(opts: EvaluateOptions) -> dict:
     """measure(opts) into opts.output (default: metrics.json beside the model), propensity.png beside it."""
-    opts.check()
     if opts.output:
         _check_output(opts.output)  # before the evaluation, not after it
     result = measure(opts)

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -186,11 +185,8 @@ def run(opts: TrainOptions) -> dict:
         config, spec = ModelConfig.load(model_dir), model_spec(model_dir)
         if epochs is not None:
             config.epochs = schedule.plan_epochs(config.steps_per_epoch, epochs, config.min_steps)
-    scratch = tempfile.mkdtemp(prefix="ranker-input-")  # --input-cache disk: local, removed after
-    try:
+    with tempfile.TemporaryDirectory(prefix="ranker-input-") as scratch:  # a disk cache's, local
         summary = _trained(opts, config, spec, dist, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     if chief:
         write_json(os.path.join(model_dir, TRAIN_SUMMARY), summary)
     return summary

@@ -34,8 +34,7 @@ from ranker.features import spec as fs
 from ranker.simulation import devices as dv
 from ranker.simulation import lines, worlds
 from ranker.simulation.idworld import ids_world
-from ranker.simulation.options import (DEFAULT_NUM_QUERIES, DEFAULT_TOP_EXAMINATION,
-                                       DEFAULT_TRUST_BIAS, SimulateOptions)
+from ranker.simulation.options import SimulateOptions
 from ranker.simulation.sessions import Tally, simulate_sessions
 from ranker.simulation.synthetic import synthetic_world
 from ranker.simulation.truth import truth_record
@@ -43,30 +42,16 @@ from ranker.simulation.truth import truth_record
 logger = logging.getLogger(__name__)
 
 
-def simulate_to_dir(world: str, letor_train: str | None, letor_test: str | None,
-                    sessions_per_query: int, logging_quality: float, click_model: str,
-                    devices, seed: int, output_dir: str, num_queries: int = DEFAULT_NUM_QUERIES,
-                    examine_all: bool = False, num_judged: int | None = None,
-                    examination_curve: str | None = None,
-                    top_examination: float = DEFAULT_TOP_EXAMINATION,
-                    trust_bias: float = DEFAULT_TRUST_BIAS, oracle_lists: bool = False) -> dict:
-    """Simulates click logs and judged lists into `output_dir`; returns the JSON-able summary.
-
-    `devices`: `name[:share[:eta]]` entries (a list or a comma-separated string; devices.py).
-    `num_queries` and `num_judged` apply to the synthetic and ids worlds (a LETOR world has the
-    queries of its files). `examine_all` makes every shown item examined: the same sessions (same
-    seed, same rankings and devices) with clicks free of position bias, the "unbiased clicks"
-    reference that separates click noise from position bias in the naive → oracle gap.
-    """
+def simulate_to_dir(**options) -> dict:
+    """simulate(SimulateOptions(**options)): simulates click logs and judged lists into
+    `output_dir`; returns the JSON-able summary. `devices` may be a comma-separated string of
+    `name[:share[:eta]]` entries (devices.py) or a sequence of them."""
+    devices = options.get("devices")
     if isinstance(devices, str):
-        devices = [d for d in devices.split(",") if d]
-    return simulate(SimulateOptions(
-        world=world, letor_train=letor_train, letor_test=letor_test,
-        sessions_per_query=sessions_per_query, logging_quality=logging_quality,
-        click_model=click_model, devices=tuple(devices or ()), seed=seed, output_dir=output_dir,
-        num_queries=num_queries, examine_all=examine_all, num_judged=num_judged,
-        examination_curve=examination_curve, top_examination=top_examination,
-        trust_bias=trust_bias, oracle_lists=oracle_lists))
+        options["devices"] = tuple(d for d in devices.split(",") if d)
+    elif devices is not None:
+        options["devices"] = tuple(devices)
+    return simulate(SimulateOptions(**options))
 
 
 def simulate(opts: SimulateOptions) -> dict:
