@@ -104,9 +104,13 @@ def parsed_bytes(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int
     if not lists:
         return 0
     batch = next(iter(dataset(data_dir, split, spec, list_size, min(lists, 256))))
-    size = sum(int(tf.reduce_sum(tf.strings.length(v))) if v.dtype == tf.string else v.numpy().nbytes
+    return int(batch_bytes(batch) * lists / int(tf.shape(batch[fs.MASK])[0]))
+
+
+def batch_bytes(batch: dict) -> int:
+    """Memory of one parsed batch: its tensors' bytes, strings counted by their length."""
+    return sum(int(tf.reduce_sum(tf.strings.length(v))) if v.dtype == tf.string else v.numpy().nbytes
                for v in batch.values())
-    return int(size * lists / int(tf.shape(batch[fs.MASK])[0]))
 
 
 def available_memory() -> int:
