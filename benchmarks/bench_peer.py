@@ -40,6 +40,8 @@ def ours(spec, batches, list_size: int, moments: dict):
     config = ModelConfig(variant="naive", embedding_dim=EMBEDDING, hidden_units=HIDDEN,
                          train_list_size=list_size, moments=moments)
     model = build(config, spec)
+    model(batches[0])  # variables and optimizers first, as `ranker train` builds them
+    model.build_optimizers()
     return tf.function(model.train_step), batches
 
 

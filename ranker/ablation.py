@@ -31,7 +31,7 @@ BASELINE_ARM = "naive"
 OVERRIDES = {"position-dropout": float, "bias-dropout": float, "loss": str, "learning-rate": float,
              "epochs": int, "train-data": str, "split": str, "bias-learning-rate": float,
              "lr-schedule": str, "min-steps": int, "patience": int, "ips-clip": float,
-             "propensities": str}
+             "propensities": str, "cross-l2": float, "propensity-prior-weight": float}
 
 
 DEFAULT_ARMS = ("naive", "position-feature", "additive", "pal")

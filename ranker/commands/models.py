@@ -85,6 +85,10 @@ def add_train(sub):
                    help="ips and pal: a JSON file {device: [p1, p2, ...]}, `harvested` (preprocess's"
                    " model-free estimate) or `truth` (truth.json); pal then fixes its examination to this"
                    " curve instead of learning a bias tower (%(default)s: ips reads truth.json, pal learns)")
+    p.add_argument("--propensity-prior-weight", type=float,
+                   default=model_config.ModelConfig.propensity_prior_weight,
+                   help="pal: weight of the data's harvested examination curve as a prior on the bias "
+                        "tower (0: none; no effect without propensity_harvested.json)")
     p.add_argument("--strategy", choices=model_config.STRATEGIES, default=default(TrainOptions, "strategy"),
                    help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG")
     p.add_argument("--backup-every", type=int, default=default(TrainOptions, "backup_every"),
@@ -108,6 +112,9 @@ def _add_tower_flags(p) -> None:
                    help="dropout after each relevance DNN layer, in [0, 1)")
     p.add_argument("--dnn-norm", choices=model_config.DNN_NORMS, default=tower.dnn_norm,
                    help="normalisation of the relevance DNN's input")
+    p.add_argument("--cross-l2", type=float, default=tower.cross_l2,
+                   help="L2 penalty on the declared crosses' tables, in training impressions (a prior "
+                        "shrinking a rarely seen pair toward its components; 0: none)")
     p.add_argument("--numeric-transform", choices=model_config.NUMERIC_TRANSFORMS,
                    default=tower.numeric_transform,
                    help="numbers and vector dimensions: signed log1p then standardise, or standardise "

@@ -72,6 +72,15 @@ class ModelConfig:
     numeric_transform: str = "log1p"
     dnn_dropout: float = 0.0
     dnn_norm: str = "none"
+    # L2 on the tables of declared crosses (embeddings, first-order weights), in impressions: their
+    # Σ w² weighs like this many training impressions' click log-loss (a Gaussian prior that shrinks
+    # a rarely seen pair toward what its components say; 0: none). Chosen on the ids world.
+    cross_l2: float = 22.0
+    # pal: the harvested examination curve as a Gaussian prior on the bias tower (prior.py), times
+    # this weight (0: none)
+    propensity_prior_weight: float = 3.0
+    propensity_prior: dict = dataclasses.field(default_factory=dict)  # prior.harvested_prior
+    train_items: int = 0  # shown items of the training split (the L2 and prior's scale)
     # What the model was trained on (resume.data_fingerprint): a resume on other data is refused.
     data_fingerprint: dict = dataclasses.field(default_factory=dict)
 
@@ -104,6 +113,9 @@ class ModelConfig:
                 raise RankerError(f"--{_flag(name)} must be an integer of at least {least}, got {value!r}")
         if not self.seed < 2**32:
             raise RankerError(f"--seed must be below 2**32, got {self.seed}")
+        if not (_is_number(self.propensity_prior_weight) and 0.0 <= self.propensity_prior_weight < float("inf")):
+            raise RankerError("--propensity-prior-weight must be a finite number of at least 0, got "
+                              f"{self.propensity_prior_weight!r}")
         if not (_is_number(self.ips_clip) and 1.0 <= self.ips_clip < float("inf")):
             raise RankerError(f"--ips-clip must be a finite number of at least 1, got {self.ips_clip!r}")
         if self.variant == "dla" and self.loss != "listwise":
@@ -122,6 +134,8 @@ class ModelConfig:
         if self.numeric_transform not in NUMERIC_TRANSFORMS:
             raise RankerError(f"unknown numeric transform {self.numeric_transform!r}; choose one of"
                               f" {list(NUMERIC_TRANSFORMS)}")
+        if not (_is_number(self.cross_l2) and 0.0 <= self.cross_l2 < float("inf")):
+            raise RankerError(f"--cross-l2 must be a finite number of at least 0, got {self.cross_l2!r}")
         if self.dnn_norm not in DNN_NORMS:
             raise RankerError(f"unknown DNN normalisation {self.dnn_norm!r}; choose one of {list(DNN_NORMS)}")
 

@@ -55,6 +55,12 @@ def num_lists(data_dir: str, split: str) -> int:
     return int(counted) if counted is not None else count_lists(data_dir, split)
 
 
+def num_items(data_dir: str, split: str, list_size: int) -> int:
+    """Shown items of a split, as stats.json counted them (else its lists × `list_size`)."""
+    counted = _stats(data_dir).get("impressions", {}).get(split)
+    return int(counted) if counted is not None else num_lists(data_dir, split) * list_size
+
+
 def count_lists(data_dir: str, split: str) -> int:
     """Records of a split, by reading them (no parse)."""
     files = split_files(data_dir, split)

@@ -83,7 +83,7 @@ class CategoricalField(tf.keras.layers.Layer):
     """Vocabulary lookup (one OOV id) or hashing, then an embedding and a first-order weight."""
 
     def __init__(self, name: str, embedding_dim: int, vocabulary: list[str] | None = None,
-                 hash_buckets: int | None = None, **kwargs):
+                 hash_buckets: int | None = None, l2: float = 0.0, **kwargs):
         super().__init__(name=f"field_{name}", **kwargs)
         if vocabulary is not None:
             self.to_id = tf.keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1)
@@ -91,8 +91,10 @@ class CategoricalField(tf.keras.layers.Layer):
         else:
             self.to_id = tf.keras.layers.Hashing(num_bins=hash_buckets)
             size = hash_buckets
-        self.embedding = tf.keras.layers.Embedding(size, embedding_dim)
-        self.weight = tf.keras.layers.Embedding(size, 1, embeddings_initializer="zeros")
+        regularizer = tf.keras.regularizers.L2(l2) if l2 else None
+        self.embedding = tf.keras.layers.Embedding(size, embedding_dim, embeddings_regularizer=regularizer)
+        self.weight = tf.keras.layers.Embedding(size, 1, embeddings_initializer="zeros",
+                                                embeddings_regularizer=regularizer)
 
     def call(self, value):
         ids = self.to_id(value)
@@ -113,8 +115,8 @@ class CrossField(CategoricalField):
     """A hashed cross: the components' raw strings joined by CROSS_SEPARATOR (so ("a", "bc") and
     ("ab", "c") differ, and so do swapped components), hashed into an embedding and a weight."""
 
-    def __init__(self, cross: fs.Cross, embedding_dim: int, **kwargs):
-        super().__init__(cross.name, embedding_dim, hash_buckets=cross.hash_buckets, **kwargs)
+    def __init__(self, cross: fs.Cross, embedding_dim: int, l2: float = 0.0, **kwargs):
+        super().__init__(cross.name, embedding_dim, hash_buckets=cross.hash_buckets, l2=l2, **kwargs)
 
     def call(self, components):
         return super().call(tf.strings.join(list(components), separator=CROSS_SEPARATOR))
@@ -166,8 +168,9 @@ class NumericField(VectorField):
 
 
 def build_fields(spec: fs.FeatureSpec, embedding_dim: int, moments: dict,
-                 transform: str = LOG1P) -> dict[str, tf.keras.layers.Layer]:
-    """One field layer per declared feature (context and item) and per cross, keyed by name."""
+                 transform: str = LOG1P, cross_l2: float = 0.0) -> dict[str, tf.keras.layers.Layer]:
+    """One field layer per declared feature (context and item) and per cross, keyed by name; the
+    crosses' tables get an L2 penalty of rate `cross_l2`."""
     fields = {}
     for feature in spec.features:
         dim = embedding_dim  # one size for all fields: the FM takes dot products between them
@@ -182,5 +185,5 @@ def build_fields(spec: fs.FeatureSpec, embedding_dim: int, moments: dict,
             fields[feature.name] = VectorField(feature.name, dim, feature.length, stats.get("mean"),
                                                stats.get("std"), transform)
     for cross in spec.crosses:
-        fields[cross.name] = CrossField(cross, embedding_dim)
+        fields[cross.name] = CrossField(cross, embedding_dim, cross_l2)
     return fields

@@ -19,7 +19,8 @@ CACHE_MODES = ("auto", "memory", "disk", "none")
 
 # Filled in by `train` from the data and the model dir, never given.
 DERIVED = frozenset({"train_list_size", "max_relevance", "moments", "steps_per_epoch", "propensities",
-                     "propensity_source", "data_fingerprint"})
+                     "propensity_source", "data_fingerprint", "propensity_prior",
+                     "train_items"})
 HPARAMS = frozenset(f.name for f in dataclasses.fields(ModelConfig)) - DERIVED
 DEFAULT_SPLITS = "default"  # evaluate: eval and judged
 ALL_SPLITS = "all"

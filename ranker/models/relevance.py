@@ -38,10 +38,11 @@ class RelevanceTower(tf.keras.layers.Layer):
                  position_buckets: int = 0, device_vocabulary: list[str] | None = None,
                  numeric_transform: str = _DEFAULTS["numeric_transform"],
                  dnn_dropout: float = _DEFAULTS["dnn_dropout"], dnn_norm: str = _DEFAULTS["dnn_norm"],
-                 **kwargs):
+                 cross_l2: float = 0.0, **kwargs):
         super().__init__(name="relevance_tower", **kwargs)
         self.spec = spec
-        self.fields = inputs.build_fields(spec, embedding_dim, moments, numeric_transform)
+        # cross_l2: the crosses' L2 rate per weight² on the per-item mean loss (config: ÷ training items)
+        self.fields = inputs.build_fields(spec, embedding_dim, moments, numeric_transform, cross_l2)
         self.position_field = (inputs.IntegerField(fs.POSITION, embedding_dim, position_buckets)
                                if position_buckets else None)
         self.device_field = (inputs.CategoricalField(fs.DEVICE, embedding_dim, device_vocabulary)
@@ -59,7 +60,8 @@ class RelevanceTower(tf.keras.layers.Layer):
         """The tower a ModelConfig describes (`kwargs`: position_buckets, device_vocabulary)."""
         return cls(spec, config.embedding_dim, config.hidden_units, config.moments,
                    numeric_transform=config.numeric_transform, dnn_dropout=config.dnn_dropout,
-                   dnn_norm=config.dnn_norm, **kwargs)
+                   dnn_norm=config.dnn_norm, cross_l2=config.cross_l2 / max(config.train_items, 1),
+                   **kwargs)
 
     def _field_inputs(self, features: dict, list_size: tf.Tensor, batch: tf.Tensor):
         for feature in self.spec.features:

@@ -27,7 +27,7 @@ from ranker.artifacts import EVAL, JUDGED, RECORD_GLOB, STATS_FILE, TRAIN, TRAIN
 from ranker import storage
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.models import data, distribute, ips, resume, schedule
+from ranker.models import data, distribute, ips, prior, resume, schedule
 from ranker.models.checkpoints import (  # noqa: F401  (re-exported: tests and other modules use them)
     BACKUP_DIR, BEST_DIR, CHECKPOINT_DIR, STOPPING_FILE, TENSORBOARD_DIR, BestCheckpoint,
     EpochCheckpoint, FiniteGuard, backup_position, best_epoch, checkpoint_manager, drop_stale_backup,
@@ -66,6 +66,9 @@ def _new_config(data_dir: str, spec, options: dict, epochs: int | None) -> Model
     config.max_relevance = data.max_relevance(data_dir)
     config.steps_per_epoch = math.ceil(data.num_lists(data_dir, config.split) / config.batch_size)
     config.epochs = schedule.plan_epochs(config.steps_per_epoch, epochs, config.min_steps)
+    config.train_items = data.num_items(data_dir, config.split, config.train_list_size)
+    if config.variant == "pal" and config.has_bias_tower and config.propensity_prior_weight > 0:
+        config.propensity_prior = prior.harvested_prior(data_dir)
     return config
 
 

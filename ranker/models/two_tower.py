@@ -26,6 +26,7 @@ import tensorflow_recommenders as tfrs
 
 from ranker.features import spec as fs
 from ranker.models import combine, dla, inputs, ips
+from ranker.models.prior import ExaminationPrior
 from ranker.models import propensity as readoff
 from ranker.models.bias import BiasTower, bias_logit_dropout
 from ranker.models.config import ModelConfig
@@ -48,6 +49,9 @@ class RankingModel(tfrs.models.Model):
         self.known_propensity = (ips.KnownPropensity(config.propensities, devices, config.num_positions)
                                  if config.known_examination else None)
         self.combination = config.variant if config.has_bias_tower else combine.NONE
+        self.examination_prior = (ExaminationPrior(config.propensity_prior, config.propensity_prior_weight,
+                                                   config.train_items)
+                                  if config.propensity_prior and self.combination == combine.PAL else None)
         self.devices = devices
         self.click_offset = (self.add_weight(name="click_offset", shape=[], initializer="zeros")
                              if config.loss == "listwise" else None)
@@ -120,6 +124,8 @@ class RankingModel(tfrs.models.Model):
         labels, mask = self.labels_and_mask(features)
         logits = self(features, training=training)
         loss = self._training_loss(features, labels, mask, logits, training)
+        if self.examination_prior is not None:
+            loss += self.examination_prior(self.bias_tower)
         held = {k: tf.stop_gradient(v) for k, v in logits.items()}
         log_p, log_1mp = self.click_log_probs(features, training, held)
         if self.click_offset is not None:  # reaches only the offset: the towers' logits are held
