@@ -153,3 +153,13 @@ def test_for_config_honours_every_tower_setting():
     assert tower.fields["price"].transform == "standard"
     assert [layer.units for layer in tower.dnn.layers if isinstance(layer, tf.keras.layers.Dense)] == [5, 1]
     assert [layer.rate for layer in tower.dnn.layers if isinstance(layer, tf.keras.layers.Dropout)] == [0.2]
+
+
+def test_encoded_batches_score_exactly_like_raw_strings():
+    """train caches Encoder's ids; serving and evaluation send strings: the same logits either way."""
+    tower = RelevanceTower(SPEC, 4, (8,), {}, numeric_transform=inputs.STANDARD)
+    raw = _features(batch=3, size=5, seed=2)
+    encoded = inputs.Encoder(SPEC)(raw)
+    assert encoded["doc_id"].dtype.is_integer and encoded["query_x_doc"].shape == (3, 5)
+    assert raw["doc_id"].dtype == tf.string  # the raw batch is left as it was
+    np.testing.assert_allclose(tower(encoded).numpy(), tower(raw).numpy(), rtol=1e-6, atol=1e-6)

@@ -266,3 +266,17 @@ def test_oracle_trains_on_the_judged_split_for_fixed_epochs(tiny_data, tmp_path)
     assert summary["best_epoch"] is None and summary["val_click_log_loss"] == []
     assert config.train_list_size == data.data_spec(tiny_data).max_list_size
     assert (tmp_path / CHECKPOINT_DIR / "ckpt-2.index").exists() and not (tmp_path / BEST_DIR).exists()
+
+
+def test_export_serves_the_best_epoch_that_evaluate_reports(overfit_dir, tiny_data, tmp_path):
+    """An early-stopped model's served tower holds the best epoch's weights, not the last's."""
+    from ranker.models.scorers import SavedModelScorer
+    from ranker.serving.export import export
+
+    model_dir, summary = overfit_dir
+    assert summary["best_epoch"] < summary["epochs_trained"]  # else this test could not fail
+    version = export(model_dir, str(tmp_path / "base"))["export_dir"]
+    model, config, spec = load_trained(model_dir)
+    batch = next(iter(data.dataset(tiny_data, "judged", spec, spec.max_list_size, 16)))
+    served = SavedModelScorer(version, spec, spec.max_list_size).relevance(batch)
+    np.testing.assert_allclose(served.numpy(), model.relevance_tower(batch).numpy(), rtol=1e-5, atol=1e-5)

@@ -47,13 +47,8 @@ def checkpoint_manager(model: RankingModel, model_dir: str, max_to_keep: int = 3
 def restore(model: RankingModel, model_dir: str, optimizer_too: bool = False, best: bool = False) -> int:
     """Restores the latest epoch checkpoint (with `best`, the best one when there is one); returns
     the number of epochs it had completed (0: none)."""
-    try:
-        manager = checkpoint_manager(model, model_dir)
-        path = manager.latest_checkpoint
-        if best:
-            path = tf.train.latest_checkpoint(os.path.join(model_dir, BEST_DIR)) or path
-    except (tf.errors.OpError, text_format.ParseError, ValueError) as err:
-        raise RankerError(f"{model_dir}: unreadable checkpoint state ({first_line(err)})") from None
+    manager = checkpoint_manager(model, model_dir)
+    path = checkpoint_path(manager, model_dir, best)
     if path is None:
         return 0
     check_checkpoint(path)
@@ -61,6 +56,17 @@ def restore(model: RankingModel, model_dir: str, optimizer_too: bool = False, be
     if not optimizer_too:
         status.expect_partial()
     return int(path.rsplit("-", 1)[-1])
+
+
+def checkpoint_path(manager, model_dir: str, best: bool) -> str | None:
+    """The latest epoch checkpoint of `manager` (with `best`, the best one when there is one)."""
+    try:
+        path = manager.latest_checkpoint
+        if best:
+            path = tf.train.latest_checkpoint(os.path.join(model_dir, BEST_DIR)) or path
+    except (tf.errors.OpError, text_format.ParseError, ValueError) as err:
+        raise RankerError(f"{model_dir}: unreadable checkpoint state ({first_line(err)})") from None
+    return path
 
 
 def first_line(err: Exception) -> str:

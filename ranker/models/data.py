@@ -16,7 +16,7 @@ from ranker.artifacts import split_files
 from ranker.artifacts import EVAL, RECORD_GLOB, STATS_FILE, TRAIN, TRUTH_FILE, read_json
 from ranker.errors import RankerError
 from ranker.features import spec as fs
-from ranker.models import distribute
+from ranker.models import distribute, inputs
 from ranker.models.options import CACHE_MODES
 
 logger = logging.getLogger(__name__)
@@ -79,14 +79,15 @@ def click_list_size(data_dir: str, spec: fs.FeatureSpec) -> int:
 
 def dataset(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int, batch_size: int,
             shuffle: bool = False, seed: int = 0, cache: bool | str = False,
-            with_request_id: bool = False) -> tf.data.Dataset:
+            with_request_id: bool = False, encode=None) -> tf.data.Dataset:
     """Parsed batches of one split; padded slots masked by `fs.MASK`.
 
     With `cache`, lists are shuffled once, parsed once and kept as parsed batches whose order is
     reshuffled every epoch: after the first epoch input costs little (parsing is otherwise slower
     than a training step of this small model). `cache=True` keeps them in memory; a path keeps
     them in local files there (tf.data's file cache: memory stays flat, for data larger than
-    memory). Batch composition then stays fixed across epochs.
+    memory). Batch composition then stays fixed across epochs. `encode` (inputs.Encoder) maps each
+    parsed batch before the cache.
     """
     files = required_split_files(data_dir, split)
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP",
@@ -96,6 +97,8 @@ def dataset(data_dir: str, split: str, spec: fs.FeatureSpec, list_size: int, bat
     ds = ds.batch(batch_size)
     ds = ds.map(lambda s: tfr.parse_elwc_batch(s, spec, list_size, with_request_id=with_request_id),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if encode is not None:
+        ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         ds = ds.cache() if cache is True else ds.cache(cache)
         if shuffle:
@@ -155,15 +158,17 @@ def training_input(config, data_dir: str, spec: fs.FeatureSpec, mode: str, scrat
     logger.info("input: parsed batches cached in %s (--input-cache %s; ~%.0f MiB)", where, mode, needed / 2**20)
     cache = {"memory": lambda split: True, "none": lambda split: False,
              "disk": lambda split: os.path.join(scratch, split)}[where]
+    encode = inputs.Encoder(spec)  # strings → ids once, before the cache
     train_ds = dataset(data_dir, config.split, spec, config.train_list_size, config.batch_size,
-                       shuffle=True, seed=config.seed, cache=cache(config.split))
+                       shuffle=True, seed=config.seed, cache=cache(config.split), encode=encode)
     # A known length lets fit resume mid-epoch; every worker sees the same global batches.
     train_ds = distribute.shard_options(_filled(train_ds, where).apply(
         tf.data.experimental.assert_cardinality(steps)))
     eval_ds = None
     if with_eval:
         eval_ds = distribute.shard_options(_filled(dataset(
-            data_dir, EVAL, spec, config.train_list_size, config.batch_size, cache=cache(EVAL)), where))
+            data_dir, EVAL, spec, config.train_list_size, config.batch_size, cache=cache(EVAL),
+            encode=encode), where))
     return train_ds, eval_ds
 
 
@@ -179,7 +184,6 @@ def feature_moments(ds: tf.data.Dataset, spec: fs.FeatureSpec, max_batches: int 
     """Mean and std of numeric and vector features over shown candidates (for standardisation):
     {"mean", "std"} of the raw values (the "standard" transform's) and, for every other numeric
     transform t, {t: {"mean", "std"}} of the values after t (inputs.pre_standardise)."""
-    from ranker.models import inputs
     wanted = [f for f in spec.features if f.kind in (fs.NUMERIC, fs.VECTOR)]
     if not wanted:
         return {}

@@ -97,7 +97,10 @@ class CategoricalField(tf.keras.layers.Layer):
                                                 embeddings_regularizer=regularizer)
 
     def call(self, value):
-        ids = self.to_id(value)
+        """Raw strings, or the ids `Encoder` already turned them into (int tensors)."""
+        return self.from_ids(self.to_id(value) if value.dtype == tf.string else value)
+
+    def from_ids(self, ids):
         embedding = self.embedding(ids)
         return FieldOutput(embedding, tf.reduce_sum(tf.square(embedding), -1),
                            tf.squeeze(self.weight(ids), -1), embedding)
@@ -110,6 +113,9 @@ class IntegerField(CategoricalField):
         super().__init__(name, embedding_dim, hash_buckets=num_buckets + 1, **kwargs)
         self.to_id = lambda value: tf.clip_by_value(tf.cast(value, tf.int32), 0, num_buckets)
 
+    def call(self, value):
+        return self.from_ids(self.to_id(value))
+
 
 class CrossField(CategoricalField):
     """A hashed cross: the components' raw strings joined by CROSS_SEPARATOR (so ("a", "bc") and
@@ -119,10 +125,13 @@ class CrossField(CategoricalField):
         super().__init__(cross.name, embedding_dim, hash_buckets=cross.hash_buckets, l2=l2, **kwargs)
 
     def call(self, components):
-        return super().call(tf.strings.join(list(components), separator=CROSS_SEPARATOR))
+        """The components' raw `[b, l]` strings, or the ids `Encoder` hashed them to."""
+        if isinstance(components, tf.Tensor):
+            return self.from_ids(components)
+        return self.from_ids(self.ids(components))
 
     def ids(self, components) -> tf.Tensor:
-        """The hashed id of each joined tuple (for inspection and tests)."""
+        """The hashed id of each joined tuple (what Encoder precomputes)."""
         return self.to_id(tf.strings.join(list(components), separator=CROSS_SEPARATOR))
 
 
@@ -187,3 +196,28 @@ def build_fields(spec: fs.FeatureSpec, embedding_dim: int, moments: dict,
     for cross in spec.crosses:
         fields[cross.name] = CrossField(cross, embedding_dim, cross_l2)
     return fields
+
+
+class Encoder:
+    """Parsed batch → the same batch with every categorical feature's strings replaced by the ids
+    the relevance tower's fields look up, and each cross's hashed ids added under the cross's name
+    (names are one namespace with the features). `train` maps it over its input before caching, so
+    the lookups and hashing run once per list, not once per epoch; the tower takes raw strings as
+    well (serving, evaluation) and gives the same ids for them."""
+
+    def __init__(self, spec: fs.FeatureSpec):
+        self.spec = spec
+        self.categorical = {f.name: CategoricalField(f.name, 1, None if f.hash_buckets else vocabulary(spec, f),
+                                                     f.hash_buckets)
+                            for f in spec.features if f.kind == fs.CATEGORICAL}
+        self.crosses = {c.name: CrossField(c, 1) for c in spec.crosses}
+
+    def __call__(self, batch: dict) -> dict:
+        out = dict(batch)
+        list_size = tf.shape(batch[fs.MASK])[1]
+        for cross in self.spec.crosses:
+            components = [broadcast_to_list(batch[name], list_size, 2) for name in cross.features]
+            out[cross.name] = self.crosses[cross.name].ids(components)
+        for name, field in self.categorical.items():
+            out[name] = field.to_id(batch[name])
+        return out

@@ -69,8 +69,11 @@ class RelevanceTower(tf.keras.layers.Layer):
             value = inputs.broadcast_to_list(features[feature.name], list_size, item_rank)
             yield self.fields[feature.name], value
         for cross in self.spec.crosses:
-            yield self.fields[cross.name], [inputs.broadcast_to_list(features[name], list_size, 2)
-                                            for name in cross.features]
+            if cross.name in features:  # its ids, from inputs.Encoder
+                yield self.fields[cross.name], features[cross.name]
+            else:
+                yield self.fields[cross.name], [inputs.broadcast_to_list(features[name], list_size, 2)
+                                                for name in cross.features]
         if self.position_field is not None:
             default = tf.fill([batch, list_size], tf.constant(SERVING_POSITION, tf.int64))
             yield self.position_field, features.get(fs.POSITION, default)

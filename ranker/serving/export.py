@@ -49,17 +49,18 @@ SCORE_TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 
 def _built_model(model_dir: str):
     """The trained model with every variable (both towers) created and restored from the checkpoint."""
-    from ranker.models import train
+    from ranker.models import checkpoints
 
-    model, config, spec = train.load_trained(model_dir)
+    model, config, spec = checkpoints.load_trained(model_dir)
     if not spec.features:
         raise RankerError(f"{model_dir}: the feature spec declares no features; nothing to serve")
     features = signatures.placeholder_features(spec)
     features[fs.POSITION] = tf.ones([1, 1], tf.int64)
     features[fs.DEVICE] = tf.constant([""])
     model(features, training=False)  # creates variables; the deferred restore fills them
-    latest = train.checkpoint_manager(model, model_dir).latest_checkpoint
-    status = tf.train.Checkpoint(model=model).restore(latest)
+    # the weights evaluate reports: the best epoch's when training stopped early on eval clicks
+    trained = checkpoints.checkpoint_path(checkpoints.checkpoint_manager(model, model_dir), model_dir, best=True)
+    status = tf.train.Checkpoint(model=model).restore(trained)
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:
