@@ -1,7 +1,7 @@
 """`ranker run` and `ranker ablation`: the whole pipeline, and arms × seeds."""
 from __future__ import annotations
 
-from ranker.ablation import AblationOptions
+from ranker.ablation import OVERRIDES, AblationOptions
 from ranker.commands import data, default, options, verb_parser
 from ranker.workflow import RunOptions
 
@@ -42,9 +42,8 @@ def add_ablation(sub):
     p = verb_parser(sub, "ablation", "train arms over seeds; report.md, report.json, plots")
     p.add_argument("--data", required=True, help="preprocess output(s), comma-separated: one row each")
     p.add_argument("--variants", default=",".join(default(AblationOptions, "variants")),
-                   help="arms: variant[:key=value…] (keys: position-dropout, bias-dropout, loss, "
-                        "learning-rate, epochs, train-data, split) or a tree peer (xgboost, "
-                        "xgboost-unbiased, lightgbm, lightgbm-position; needs the bench extra)")
+                   help=f"arms: variant[:key=value…] (keys: {', '.join(OVERRIDES)}) or a tree peer "
+                        "(xgboost, xgboost-unbiased, lightgbm, lightgbm-position; needs the bench extra)")
     p.add_argument("--seeds", type=int, default=default(AblationOptions, "seeds"), help="training seeds per arm")
     p.add_argument("--epochs", type=int, default=default(AblationOptions, "epochs"),
                    help="override train's epoch budget")
