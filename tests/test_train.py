@@ -280,3 +280,17 @@ def test_export_serves_the_best_epoch_that_evaluate_reports(overfit_dir, tiny_da
     batch = next(iter(data.dataset(tiny_data, "judged", spec, spec.max_list_size, 16)))
     served = SavedModelScorer(version, spec, spec.max_list_size).relevance(batch)
     np.testing.assert_allclose(served.numpy(), model.relevance_tower(batch).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_export_refuses_a_checkpoint_that_does_not_match_the_config(overfit_dir, tmp_path):
+    """A model dir whose config no longer describes its checkpoint (an extra DNN layer) is refused
+    in one line, not exported with freshly initialised weights."""
+    from ranker.serving.export import export
+
+    model_dir = tmp_path / "edited"
+    shutil.copytree(overfit_dir[0], model_dir)
+    config = json.loads((model_dir / "model_config.json").read_text())
+    config["hidden_units"] = list(config["hidden_units"]) + [4]
+    (model_dir / "model_config.json").write_text(json.dumps(config))
+    with pytest.raises(RankerError, match="checkpoint does not match the model"):
+        export(str(model_dir), str(tmp_path / "base"))

@@ -44,29 +44,30 @@ def checkpoint_manager(model: RankingModel, model_dir: str, max_to_keep: int = 3
                                       max_to_keep=max_to_keep)
 
 
-def restore(model: RankingModel, model_dir: str, optimizer_too: bool = False, best: bool = False) -> int:
+def restore(model: RankingModel, model_dir: str, optimizer_too: bool = False, best: bool = False,
+            strict: bool = False) -> int:
     """Restores the latest epoch checkpoint (with `best`, the best one when there is one); returns
-    the number of epochs it had completed (0: none)."""
-    manager = checkpoint_manager(model, model_dir)
-    path = checkpoint_path(manager, model_dir, best)
-    if path is None:
-        return 0
-    check_checkpoint(path)
-    status = manager.checkpoint.restore(path)
-    if not optimizer_too:
-        status.expect_partial()
-    return int(path.rsplit("-", 1)[-1])
-
-
-def checkpoint_path(manager, model_dir: str, best: bool) -> str | None:
-    """The latest epoch checkpoint of `manager` (with `best`, the best one when there is one)."""
+    the number of epochs it had completed (0: none). `strict`: every variable the model already
+    has must be in the checkpoint (RankerError otherwise)."""
     try:
+        manager = checkpoint_manager(model, model_dir)
         path = manager.latest_checkpoint
         if best:
             path = tf.train.latest_checkpoint(os.path.join(model_dir, BEST_DIR)) or path
     except (tf.errors.OpError, text_format.ParseError, ValueError) as err:
         raise RankerError(f"{model_dir}: unreadable checkpoint state ({first_line(err)})") from None
-    return path
+    if path is None:
+        return 0
+    check_checkpoint(path)
+    try:  # variables that exist already are restored now: a shape mismatch raises here
+        status = manager.checkpoint.restore(path)
+        if strict:
+            status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as err:
+        raise RankerError(f"{model_dir}: checkpoint does not match the model ({first_line(err)})") from None
+    if not optimizer_too:
+        status.expect_partial()
+    return int(path.rsplit("-", 1)[-1])
 
 
 def first_line(err: Exception) -> str:
@@ -88,13 +89,16 @@ def check_checkpoint(path: str) -> None:
                           f" {sorted(not_finite)[0]}): the training diverged")
 
 
-def load_trained(model_dir: str) -> tuple[RankingModel, ModelConfig, object]:
+def load_trained(model_dir: str, build_with=None) -> tuple[RankingModel, ModelConfig, object]:
     """The trained model of a model dir (for evaluate and export): its best epoch's weights when
-    training was early-stopped on an eval split, else its last epoch's."""
+    training was early-stopped on an eval split, else its last epoch's. `build_with(spec)`: features
+    the model is called on first, so every variable exists and the restore is checked (strict)."""
     config = ModelConfig.load(model_dir)
     spec = model_spec(model_dir)
     model = schedule.build(config, spec)
-    if restore(model, model_dir, best=True) == 0:
+    if build_with is not None:
+        model(build_with(spec), training=False)
+    if restore(model, model_dir, best=True, strict=build_with is not None) == 0:
         raise RankerError(f"{model_dir}: no checkpoint yet; run `ranker train` first")
     return model, config, spec
 

@@ -79,18 +79,30 @@ def broadcast_to_list(value: tf.Tensor, list_size: tf.Tensor, item_rank: int) ->
     return tf.tile(expanded, multiples)
 
 
+def id_lookup(vocabulary: list[str] | None, hash_buckets: int | None):
+    """(strings → ids layer, number of ids): a vocabulary lookup with one OOV id, or hashing."""
+    if vocabulary is not None:
+        return tf.keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1), len(vocabulary) + 1
+    return tf.keras.layers.Hashing(num_bins=hash_buckets), hash_buckets
+
+
+def feature_vocabulary(spec: fs.FeatureSpec, feature) -> list[str] | None:
+    """A categorical feature's vocabulary (None when it is hashed)."""
+    return None if feature.hash_buckets else vocabulary(spec, feature)
+
+
+def cross_ids(components, hasher) -> tf.Tensor:
+    """A cross's ids: its components' strings joined by CROSS_SEPARATOR, then hashed."""
+    return hasher(tf.strings.join(list(components), separator=CROSS_SEPARATOR))
+
+
 class CategoricalField(tf.keras.layers.Layer):
     """Vocabulary lookup (one OOV id) or hashing, then an embedding and a first-order weight."""
 
     def __init__(self, name: str, embedding_dim: int, vocabulary: list[str] | None = None,
                  hash_buckets: int | None = None, l2: float = 0.0, **kwargs):
         super().__init__(name=f"field_{name}", **kwargs)
-        if vocabulary is not None:
-            self.to_id = tf.keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1)
-            size = len(vocabulary) + 1
-        else:
-            self.to_id = tf.keras.layers.Hashing(num_bins=hash_buckets)
-            size = hash_buckets
+        self.to_id, size = id_lookup(vocabulary, hash_buckets)
         regularizer = tf.keras.regularizers.L2(l2) if l2 else None
         self.embedding = tf.keras.layers.Embedding(size, embedding_dim, embeddings_regularizer=regularizer)
         self.weight = tf.keras.layers.Embedding(size, 1, embeddings_initializer="zeros",
@@ -132,7 +144,7 @@ class CrossField(CategoricalField):
 
     def ids(self, components) -> tf.Tensor:
         """The hashed id of each joined tuple (what Encoder precomputes)."""
-        return self.to_id(tf.strings.join(list(components), separator=CROSS_SEPARATOR))
+        return cross_ids(components, self.to_id)
 
 
 class VectorField(tf.keras.layers.Layer):
@@ -185,8 +197,8 @@ def build_fields(spec: fs.FeatureSpec, embedding_dim: int, moments: dict,
         dim = embedding_dim  # one size for all fields: the FM takes dot products between them
         stats = transform_moments(moments, feature.name, transform)
         if feature.kind == fs.CATEGORICAL:
-            vocab = None if feature.hash_buckets else vocabulary(spec, feature)
-            fields[feature.name] = CategoricalField(feature.name, dim, vocab, feature.hash_buckets)
+            fields[feature.name] = CategoricalField(feature.name, dim, feature_vocabulary(spec, feature),
+                                                    feature.hash_buckets)
         elif feature.kind == fs.NUMERIC:
             fields[feature.name] = NumericField(feature.name, dim, stats.get("mean", 0.0),
                                                 stats.get("std", 1.0), transform)
@@ -207,17 +219,16 @@ class Encoder:
 
     def __init__(self, spec: fs.FeatureSpec):
         self.spec = spec
-        self.categorical = {f.name: CategoricalField(f.name, 1, None if f.hash_buckets else vocabulary(spec, f),
-                                                     f.hash_buckets)
-                            for f in spec.features if f.kind == fs.CATEGORICAL}
-        self.crosses = {c.name: CrossField(c, 1) for c in spec.crosses}
+        self.lookups = {f.name: id_lookup(feature_vocabulary(spec, f), f.hash_buckets)[0]
+                        for f in spec.features if f.kind == fs.CATEGORICAL}
+        self.hashers = {c.name: id_lookup(None, c.hash_buckets)[0] for c in spec.crosses}
 
     def __call__(self, batch: dict) -> dict:
         out = dict(batch)
         list_size = tf.shape(batch[fs.MASK])[1]
         for cross in self.spec.crosses:
             components = [broadcast_to_list(batch[name], list_size, 2) for name in cross.features]
-            out[cross.name] = self.crosses[cross.name].ids(components)
-        for name, field in self.categorical.items():
-            out[name] = field.to_id(batch[name])
+            out[cross.name] = cross_ids(components, self.hashers[cross.name])
+        for name, lookup in self.lookups.items():
+            out[name] = lookup(batch[name])
         return out

@@ -33,14 +33,11 @@ def harvested_prior(data_dir: str) -> dict:
     curves, intervals = harvested.get("propensity") or {}, harvested.get("ci95") or {}
     prior = {}
     for device, curve in curves.items():
-        log_ratio, precision = [], []
-        for k, value in enumerate(curve):
-            bounds = (intervals.get(device) or [])[k] if k < len(intervals.get(device) or []) else None
-            usable = (k > 0 and value is not None and value > 0 and bounds and None not in bounds
-                      and min(bounds) > 0)
-            se = max((math.log(bounds[1]) - math.log(bounds[0])) / (2 * Z95), MIN_LOG_SE) if usable else 0
-            log_ratio.append(math.log(value) if usable else 0.0)
-            precision.append(1.0 / se ** 2 if usable else 0.0)
+        log_ratio, precision = [0.0] * len(curve), [0.0] * len(curve)
+        for k, (value, bounds) in enumerate(zip(curve, intervals.get(device) or [])):
+            if k and value and bounds and None not in bounds and min(bounds) > 0:
+                se = max(math.log(bounds[1] / bounds[0]) / (2 * Z95), MIN_LOG_SE)
+                log_ratio[k], precision[k] = math.log(value), 1.0 / se ** 2
         if any(precision):
             prior[device] = {"log_ratio": log_ratio, "precision": precision}
     return prior

@@ -48,25 +48,19 @@ SCORE_TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 
 
 def _built_model(model_dir: str):
-    """The trained model with every variable (both towers) created and restored from the checkpoint."""
+    """The trained model with every variable (both towers) created and restored from the same
+    checkpoint evaluate reads (the best epoch's when training stopped early)."""
     from ranker.models import checkpoints
 
-    model, config, spec = checkpoints.load_trained(model_dir)
-    if not spec.features:
-        raise RankerError(f"{model_dir}: the feature spec declares no features; nothing to serve")
-    features = signatures.placeholder_features(spec)
-    features[fs.POSITION] = tf.ones([1, 1], tf.int64)
-    features[fs.DEVICE] = tf.constant([""])
-    model(features, training=False)  # creates variables; the deferred restore fills them
-    # the weights evaluate reports: the best epoch's when training stopped early on eval clicks
-    trained = checkpoints.checkpoint_path(checkpoints.checkpoint_manager(model, model_dir), model_dir, best=True)
-    status = tf.train.Checkpoint(model=model).restore(trained)
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as err:
-        raise RankerError(f"{model_dir}: checkpoint does not match the model ({str(err)[:200]})") from None
-    status.expect_partial()  # optimizer slots are in the checkpoint, not needed here
-    return model, config, spec
+    def placeholders(spec):
+        if not spec.features:
+            raise RankerError(f"{model_dir}: the feature spec declares no features; nothing to serve")
+        features = signatures.placeholder_features(spec)
+        features[fs.POSITION] = tf.ones([1, 1], tf.int64)
+        features[fs.DEVICE] = tf.constant([""])
+        return features
+
+    return checkpoints.load_trained(model_dir, build_with=placeholders)
 
 
 def _refs(variables) -> set:
