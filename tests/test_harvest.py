@@ -2,7 +2,6 @@
 pair sums, and the estimate against truth.json on simulated logs."""
 from __future__ import annotations
 
-import collections
 import gzip
 import json
 import math
@@ -12,13 +11,12 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that
 
-from pipeline_helpers import SPEC, beam_pipeline, dumps, record
+from pipeline_helpers import SPEC, beam_pipeline, dumps, record, write_lines
 from ranker.artifacts import HARVESTED_FILE, read_json
 from ranker.pipeline import harvest_fit as hf
-from ranker.pipeline import parse
 from ranker.pipeline import preprocess as pp
 from ranker.pipeline.harvest import HarvestInterventions
-from ranker.pipeline.lists import CLICKED_KIND, JUDGED_KIND, LISTS, VALID
+from ranker.pipeline.partitioned import UNITS, PartitionedLists
 
 
 def _line(request_id, position, item, clicked, qid="q1", device="desktop"):
@@ -44,23 +42,10 @@ def _hand_built_lines() -> list[bytes]:
     return lines + [dumps(judged)]
 
 
-def _inputs(lines: list[bytes]):
-    """What ParseImpressions and GroupIntoLists hand the step for these (valid) lines."""
-    valid, by_request = [], collections.defaultdict(list)
-    for number, raw in enumerate(lines, 1):
-        impression, dead = parse.parse_line(raw, SPEC, "src", number)
-        assert dead is None
-        valid.append((impression["request_id"], ("src", number, raw, impression)))
-        by_request[impression["request_id"]].append(impression)
-    lists = [(rid, JUDGED_KIND if parse.is_judged(imps[0]) else CLICKED_KIND,
-              sorted(imps, key=lambda i: i["position"])) for rid, imps in by_request.items()]
-    return valid, lists
-
-
-def test_beam_step_recovers_a_known_ratio_and_keys_units_by_the_raw_context():
+def test_beam_step_recovers_a_known_ratio_and_keys_units_by_the_raw_context(tmp_path):
     import apache_beam as beam
 
-    valid, lists = _inputs(_hand_built_lines())
+    logs = str(write_lines(tmp_path / "logs.jsonl", _hand_built_lines()))
     expected_ci = hf.harvest_units([
         ('{"qid":"q1","query":"shoes"}', "a", "desktop", {1: (4, 2), 2: (2, 1)}),
         ('{"qid":"q1","query":"shoes"}', "b", "desktop", {1: (2, 2), 2: (4, 1)})],
@@ -75,9 +60,9 @@ def test_beam_step_recovers_a_known_ratio_and_keys_units_by_the_raw_context():
         assert result["bootstrap"] == 30 and result["min_interventions"] == 2
 
     pipeline = beam_pipeline()
-    out = ({VALID: pipeline | "Valid" >> beam.Create(valid),
-            LISTS: pipeline | "Lists" >> beam.Create(lists)}
-           | HarvestInterventions(SPEC, replicates=30, min_interventions=2))
+    grouped = (pipeline | beam.Create([(logs, 0, 1)])
+               | PartitionedLists(SPEC, 3, str(tmp_path / "spill")))
+    out = grouped[UNITS] | HarvestInterventions(replicates=30, min_interventions=2)
     assert_that(out, check)
     result = pipeline.run()
     result.wait_until_finish()

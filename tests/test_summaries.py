@@ -45,7 +45,7 @@ def test_compute_stats():
     dead = [{"reason": parse.INVALID_JSON}, {"reason": parse.MIXED_LABELS},
             {"reason": parse.INVALID_JSON}]
     with beam_pipeline() as p:
-        stats = {"lines": p | "Lines" >> beam.Create(range(11)),
+        stats = {"lines_read": p | "Lines" >> beam.Create([4, 7]),
                  "dead_letter": p | "Dead" >> beam.Create(dead),
                  "train": p | "Train" >> beam.Create(train),
                  "eval": p | "Eval" >> beam.Create(evals),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ranker.commands import default, options, verb_parser
-from ranker.pipeline.options import PreprocessOptions
+from ranker.pipeline.options import LOCAL_PARALLEL_MIB, PreprocessOptions
 from ranker.simulation.options import SimulateOptions
 
 
@@ -90,7 +90,8 @@ def add_preprocess(sub):
         description="Unknown flags pass through to Beam: --runner (default FnApiRunner; "
                     "DataflowRunner, FlinkRunner, SparkRunner, DaskRunner with "
                     "--dask_client_address tcp://HOST:8786, ranker[dask]), "
-                    "--direct_num_workers, --project, --temp_location, …")
+                    f"--direct_num_workers (default: 1 in process, or a worker process per core "
+                    f"for logs of {LOCAL_PARALLEL_MIB} MiB raw or more), --project, --temp_location, …")
     p.add_argument("--input", required=True,
                    help="a file, a folder or a glob (** crosses folders) of .jsonl, .jsonl.gz or "
                         ".parquet logs; local, gs:// (ranker[gcp]) or s3:// (ranker[aws])")

@@ -4,8 +4,10 @@ from __future__ import annotations
 import dataclasses
 
 from ranker.errors import RankerError
+
 DEFAULT_EVAL_FRACTION = 0.1  # requests hashed into the eval split
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1  # the job fails (exit 2) above this share of lines
+LOCAL_PARALLEL_MIB = 32  # raw log MiB (estimated) from which the local runner uses every core
 
 
 @dataclasses.dataclass(frozen=True)

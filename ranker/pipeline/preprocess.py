@@ -2,8 +2,9 @@
 
 The driver checks what a worker could only fail on late (no files, unreadable or empty input, a
 truncated gzip, a bad feature spec, an unusable --output) and reports it as one RankerError line;
-then it runs the Beam graph built from read.py → lists.py (parse, group, split) → write.py, plus
-summaries.py and feature_stats.py, into a staging folder beside --output, and assembles
+then it runs the Beam graph built from partitioned.py (read and parse, group by request through
+spill files: memory bounded by one partition, spill.py) → lists.py (split) → write.py, plus
+summaries.py, feature_stats.py and harvest.py, into a staging folder beside --output, and assembles
 stats.json and feature_spec.json there from the files the pipeline wrote (not from runner metrics,
 which not every runner reports). Only a run that succeeded replaces --output (paths.publish): a
 failed run, or one with more than --max-dead-letter-fraction of its lines dead-lettered (exit 2,
@@ -18,6 +19,7 @@ records, dead letters, vocabularies and stats as on FnApiRunner (tests/test_dask
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 import uuid
 from typing import Sequence
@@ -34,18 +36,18 @@ from ranker.pipeline import dask_support, paths, s3_compat
 from ranker.pipeline.checks import check_inputs, load_spec
 from ranker.pipeline.feature_stats import ComputeFeatureStats
 from ranker.pipeline.harvest import HarvestInterventions
-from ranker.pipeline.lists import (
-    DEAD_LETTER, JUDGED, LISTS, SPLITS, TRUNCATED, VALID, GroupIntoLists,
-    ParseImpressions, SplitByRequestHash)
-from ranker.pipeline.options import DEFAULT_EVAL_FRACTION, PreprocessOptions
+from ranker.pipeline.lists import DEAD_LETTER, JUDGED, LISTS, SPLITS, SplitByRequestHash
+from ranker.pipeline.options import DEFAULT_EVAL_FRACTION, LOCAL_PARALLEL_MIB, PreprocessOptions
 from ranker.pipeline.portable import Completion, JoinSingletons
-from ranker.pipeline.read import ReadLogChunks, split_lines
+from ranker.pipeline.partitioned import LINES_READ, TRUNCATED, UNITS, PartitionedLists
 from ranker.pipeline.runtime import progress
+from ranker.pipeline.spill import SPILL_DIR, estimated_raw_bytes, plan_partitions
 from ranker.pipeline.summaries import ComputeStats, ComputeVocabularies
 from ranker.pipeline.write import WriteDeadLetters, WriteElwc, WriteJson, write_text_file
 
 DEFAULT_RUNNER = "FnApiRunner"  # in-process; DirectRunner would try to download Prism
 
+LOCAL_PARALLEL_BYTES = LOCAL_PARALLEL_MIB * 2**20
 REJECTED_SUFFIX = ".rejected"  # beside --output: a run refused for its dead-letter fraction
 OUTPUT_ENTRIES = (*SPLITS, fs.VOCAB_DIR, DEAD_LETTER, STATS_FILE, fs.SPEC_FILENAME,
                   TRUTH_FILE, HARVESTED_FILE)  # what a run replaces in --output; anything else stays
@@ -75,11 +77,17 @@ def preprocess(opts: PreprocessOptions) -> dict:
     check_inputs(files)
     _progress(f"inputs readable: {', '.join(f.rsplit('/', 1)[-1] for f in files[:5])}"
               f"{' …' if len(files) > 5 else ''}")
+    _use_every_core(options, beam_args, files)
     output = paths.output_location(output_dir, files)
     staging = f"{output}.staging-{uuid.uuid4().hex[:12]}"
-    _progress(f"running the Beam job ({options.view_as(StandardOptions).runner}) → {staging}")
+    direct = options.view_as(DirectOptions)
+    workers = (f", {direct.direct_num_workers} worker(s) {direct.direct_running_mode}"
+               if _local_workers(options) else "")
+    _progress(f"running the Beam job ({options.view_as(StandardOptions).runner}{workers}) → "
+              f"{staging}")
     try:
         _run_pipeline(options, files, spec, staging, eval_fraction)
+        paths.delete_tree(paths.join(staging, SPILL_DIR))
         stats = finish_output(staging, files, spec, spec_path)
         stats["beam_args"] = list(beam_args or [])
         stats["seconds"] = round(time.perf_counter() - started, 3)
@@ -99,10 +107,13 @@ def _run_pipeline(options: PipelineOptions, files: Sequence[str], spec: fs.Featu
                   staging: str, eval_fraction: float) -> None:
     """Builds and runs the graph: its dask_safe form on DaskRunner, whose client is closed after."""
     dask_safe, read_shards, whole_shards = graph_form(options, files)
+    partitions = max(plan_partitions(files), 2 * read_shards)  # work for every worker
+    _progress(f"{partitions} request partition(s), {read_shards} read task(s) per file")
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, files, spec, staging, eval_fraction,
-                   spread=not dask_safe and not _single_local_worker(options),
-                   dask_safe=dask_safe, read_shards=read_shards, whole_shards=whole_shards)
+                   spread=not dask_safe and _local_workers(options) != 1,
+                   dask_safe=dask_safe, read_shards=read_shards, whole_shards=whole_shards,
+                   partitions=partitions)
     result = pipeline.run()
     try:
         result.wait_until_finish()
@@ -114,34 +125,43 @@ def graph_form(options: PipelineOptions, files: Sequence[str]) -> tuple[bool, in
     """(dask_safe, read tasks per file, whole-file shards) of build_pipeline for these options."""
     if dask_support.is_dask_runner(options.view_as(StandardOptions).runner):
         return (True, *dask_support.plan_partitions(options, files))
-    return False, 1, 0
+    return False, _local_workers(options) or 1, 0
 
 
 def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], spec: fs.FeatureSpec,
                    output_dir: str, eval_fraction: float = DEFAULT_EVAL_FRACTION,
                    spread: bool = True, dask_safe: bool = False, read_shards: int = 1,
-                   whole_shards: int = 0) -> None:
-    """The whole graph; every output lands under output_dir. dask_safe: the form DaskRunner runs
-    (portable.py); whole_shards > 0: files written by WriteShardsWhole (needed with dask_safe)."""
-    chunks = pipeline | "ReadLogChunks" >> ReadLogChunks(list(files), spread=spread,
-                                                         shards=read_shards)
-    lines = chunks | "SplitLines" >> beam.FlatMap(split_lines)
-    parsed = lines | "ParseImpressions" >> ParseImpressions(spec, dask_safe)
-    grouped = parsed[VALID] | "GroupIntoLists" >> GroupIntoLists(spec, dask_safe)
+                   whole_shards: int = 0, partitions: int = 1) -> None:
+    """The whole graph; every output lands under output_dir (spill files under its _spill/).
+
+    read_shards tasks read each file (each parses every read_shards-th chunk); spread
+    reshuffles the tasks over workers; partitions: request and query partitions (spill.py).
+    dask_safe: the form DaskRunner runs (portable.py); whole_shards > 0: files written by
+    WriteShardsWhole (needed with dask_safe)."""
+    tasks = [(path, shard, read_shards) for path in files for shard in range(read_shards)]
+    if spread:  # keyed by index, in order: FnApiRunner deals groups to workers in turn, so a
+        # file's read shards go to different workers (a Reshuffle's random order did not)
+        tasks = (pipeline | "ReadTasks" >> beam.Create(list(enumerate(tasks)), reshuffle=False)
+                 | "SpreadTasks" >> beam.GroupByKey()
+                 | "Task" >> beam.FlatMap(lambda indexed: indexed[1]))
+    else:
+        tasks = pipeline | "ReadTasks" >> beam.Create(tasks)
+    grouped = tasks | "PartitionedLists" >> PartitionedLists(
+        spec, partitions, paths.join(output_dir, SPILL_DIR), dask_safe)
     splits = grouped[LISTS] | "SplitByRequestHash" >> SplitByRequestHash(eval_fraction, dask_safe)
     written = [splits[split] | f"WriteElwc_{split}" >> WriteElwc(
         spec, paths.join(output_dir, split, "part"), whole_shards) for split in SPLITS]
-    dead = ((parsed[DEAD_LETTER], grouped[DEAD_LETTER])
-            | "AllDeadLetters" >> beam.Flatten())
+    dead = grouped[DEAD_LETTER]
     written.append(dead | "WriteDeadLetters" >> WriteDeadLetters(
         paths.join(output_dir, DEAD_LETTER, "part"), whole_shards))
     written.append(grouped[LISTS] | "ComputeVocabularies" >> ComputeVocabularies(
         spec, paths.join(output_dir, fs.VOCAB_DIR), dask_safe))
     features = grouped[LISTS] | "ComputeFeatureStats" >> ComputeFeatureStats(spec, dask_safe)
-    written.append({VALID: parsed[VALID], LISTS: grouped[LISTS]}
-                   | "HarvestInterventions" >> HarvestInterventions(spec, dask_safe=dask_safe)
+    written.append(grouped[UNITS]
+                   | "HarvestInterventions" >> HarvestInterventions()
                    | "WriteHarvested" >> WriteJson(paths.join(output_dir, HARVESTED_FILE)))
-    stats = (dict(splits, chunks=chunks, dead_letter=dead, truncated=grouped[TRUNCATED])
+    stats = (dict(splits, lines_read=grouped[LINES_READ], dead_letter=dead,
+                  truncated=grouped[TRUNCATED])
              | "ComputeStats" >> ComputeStats(dask_safe))
     written.append({"stats": stats, "features": features}
                    | "JoinFeatureStats" >> JoinSingletons()
@@ -176,11 +196,29 @@ def pipeline_options(beam_args: Sequence[str] | None) -> PipelineOptions:
     return options
 
 
-def _single_local_worker(options: PipelineOptions) -> bool:
-    """The in-process runner with one worker: nothing to gain from spreading lines over workers."""
+def _use_every_core(options: PipelineOptions, beam_args: Sequence[str],
+                    files: Sequence[str]) -> None:
+    """Without --runner or --direct_num_workers, logs of LOCAL_PARALLEL_BYTES or more (raw,
+    estimated) run on a worker process per core; smaller ones in process, where starting the
+    workers (~3 s) would cost more than it saves."""
+    if any(a.startswith(("--runner", "--direct_num_workers", "--direct_running_mode"))
+           for a in beam_args):
+        return
+    cores = multiprocessing.cpu_count()
+    if cores > 1 and estimated_raw_bytes(files) >= LOCAL_PARALLEL_BYTES:
+        direct = options.view_as(DirectOptions)
+        direct.direct_num_workers, direct.direct_running_mode = cores, "multi_processing"
+
+
+def _local_workers(options: PipelineOptions) -> int | None:
+    """How many workers the local runner (FnApiRunner, DirectRunner) runs; None for others.
+
+    Each file is then read by that many tasks, each parsing every n-th chunk of it."""
     runner = options.view_as(StandardOptions).runner
+    if not str(runner).lower().endswith(("fnapirunner", "directrunner")):
+        return None
     workers = options.view_as(DirectOptions).direct_num_workers
-    return str(runner).lower().endswith(("fnapirunner", "directrunner")) and workers == 1
+    return workers if workers > 0 else multiprocessing.cpu_count()
 
 
 # --- output --------------------------------------------------------------------------------------

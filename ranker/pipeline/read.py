@@ -1,28 +1,22 @@
-"""Reading impression logs: file formats (JSONL, gzip, Parquet) and the ReadLogLines transform.
+"""Reading impression logs: file formats (JSONL, gzip, Parquet), as raw lines in chunks.
 
-    ReadLogChunks       → (source, first_line_number, [raw_bytes, …])
-    ReadLogLines        → (source, line_number, raw_bytes)
+    read_chunks(path, shard, shards)   → (first_line_number, [raw_bytes, …]) (partitioned.py)
+    iter_raw_lines(fh, path)           → raw lines of an open file
 
-Files are read in chunks that are reshuffled before being split into lines, so parsing spreads
-over workers when the runner has several (`--direct_num_workers=N
---direct_running_mode=multi_processing`). Where a reshuffle moves nothing (DaskRunner: a bag
-keeps the partitions Create gave it), `shards` read tasks per file each keep every shards-th
-chunk of it, so that several workers parse one file. iter_raw_lines is also how list-level dead
-letters get their raw line back (lists.py) and how the benchmark reads logs.
+iter_raw_lines is also how list-level dead letters get their raw line back (lists.py) and how
+the benchmark reads logs.
 """
 from __future__ import annotations
 
 import gzip
 import json
 import os
-from typing import Iterator, Sequence
+from typing import Iterator
 
-import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
-from ranker.pipeline.runtime import NAMESPACE, PROGRESS_EVERY, progress
+from ranker.pipeline.runtime import PROGRESS_EVERY, progress
 
 # Supported inputs, by how a file name ends.
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -92,77 +86,26 @@ def _json_default(value):
     return float(value)  # Decimal and friends
 
 
-class _ReadChunksFn(beam.DoFn):
-    """(path, shard, shards) → (source, first_line_number, [raw, …]) for the file's chunks
-    number shard, shard + shards, …: cheap elements to reshuffle."""
+def read_chunks(path: str, shard: int = 0, shards: int = 1,
+                chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[int, list[bytes]]]:
+    """(first_line_number, [raw, …]) for the file's chunks number shard, shard + shards, …
 
-    def __init__(self, chunk_lines: int):
-        self._chunk_lines = chunk_lines
-        self._lines_read = Metrics.counter(NAMESPACE, "lines_read")
-
-    def process(self, task: tuple[str, int, int]):
-        path, shard, shards = task
-        with FileSystems.open(path, mime_type="application/octet-stream",
-                              compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-            chunk: list[bytes] = []
-            first, number = 1, 0
-            for raw in iter_raw_lines(fh, path):
-                chunk.append(raw)
-                if len(chunk) == self._chunk_lines:
-                    if number % shards == shard:
-                        self._lines_read.inc(len(chunk))
-                        yield path, first, chunk
-                    first, number, chunk = first + len(chunk), number + 1, []
-                    if (first - 1) % PROGRESS_EVERY < self._chunk_lines and shard == 0:
-                        progress(f"read {first - 1} lines of {os.path.basename(path)}")
-            if chunk and number % shards == shard:
-                self._lines_read.inc(len(chunk))
-                yield path, first, chunk
-
-
-def split_lines(chunk: tuple[str, int, list[bytes]]) -> Iterator[tuple[str, int, bytes]]:
-    source, first, lines = chunk
-    for offset, raw in enumerate(lines):
-        yield source, first + offset, raw
-
-
-class ReadLogChunks(beam.PTransform):
-    """Log files → (source, first_line_number, [raw_bytes, …]), line numbers from 1 (Parquet:
-    row index + 1).
-
-    `files` are exact paths (preprocess's match_inputs result): they are opened as named, never
-    matched again as patterns, so `logs[1].jsonl` is read once and `logs1.jsonl` not twice.
-    `spread` reshuffles files and chunks of lines so that several workers parse one file; with a
-    single worker it only costs a pass over the data, so preprocess turns it off then.
-    `shards` read tasks per file each read the whole file and keep every shards-th chunk.
+    `files` are exact paths (preprocess's match_inputs result): opened as named, never matched
+    again as patterns. Line numbers count from 1 (Parquet: row index + 1). With shards > 1,
+    several tasks read one file and each parses every shards-th chunk: a gzip stream cannot be
+    split, but its parsing can.
     """
-
-    def __init__(self, files: Sequence[str], chunk_lines: int = CHUNK_LINES,
-                 spread: bool = True, shards: int = 1):
-        super().__init__()
-        if isinstance(files, str):
-            raise TypeError("ReadLogChunks takes a list of file paths, not a pattern")
-        self._tasks = [(path, shard, shards) for path in files for shard in range(shards)]
-        self._chunk_lines = chunk_lines
-        self._spread = spread
-
-    def expand(self, pbegin):
-        tasks = pbegin | "Files" >> beam.Create(self._tasks)
-        if self._spread:
-            tasks = tasks | "SpreadFiles" >> beam.Reshuffle()
-        chunks = tasks | "ReadChunks" >> beam.ParDo(_ReadChunksFn(self._chunk_lines))
-        if self._spread:  # a gzip file is read by one worker; its lines need not be parsed by one
-            chunks = chunks | "SpreadChunks" >> beam.Reshuffle()
-        return chunks
-
-
-class ReadLogLines(beam.PTransform):
-    """Log files → (source, line_number, raw_bytes): ReadLogChunks' chunks split into lines."""
-
-    def __init__(self, files: Sequence[str], chunk_lines: int = CHUNK_LINES,
-                 spread: bool = True):
-        super().__init__()
-        self._read = ReadLogChunks(files, chunk_lines, spread)
-
-    def expand(self, pbegin):
-        return pbegin | "Read" >> self._read | "SplitLines" >> beam.FlatMap(split_lines)
+    with FileSystems.open(path, mime_type="application/octet-stream",
+                          compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        chunk: list[bytes] = []
+        first, number = 1, 0
+        for raw in iter_raw_lines(fh, path):
+            chunk.append(raw)
+            if len(chunk) == chunk_lines:
+                if number % shards == shard:
+                    yield first, chunk
+                first, number, chunk = first + len(chunk), number + 1, []
+                if (first - 1) % PROGRESS_EVERY < chunk_lines and shard == 0:
+                    progress(f"read {first - 1} lines of {os.path.basename(path)}")
+        if chunk and number % shards == shard:
+            yield first, chunk

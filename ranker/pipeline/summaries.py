@@ -169,12 +169,8 @@ class ComputeVocabularies(beam.PTransform):
 
 # --- stats ---------------------------------------------------------------------------------------
 
-def _count_line(counts: collections.Counter, line) -> None:
-    counts[("lines_read",)] += 1
-
-
-def _count_chunk(counts: collections.Counter, chunk: tuple) -> None:
-    counts[("lines_read",)] += len(chunk[2])
+def _count_lines_read(counts: collections.Counter, lines: int) -> None:
+    counts[("lines_read",)] += lines
 
 
 def _count_truncated(counts: collections.Counter, truncated: int) -> None:
@@ -245,12 +241,11 @@ def _report_unknown_devices(stats: dict) -> dict:
 
 
 class ComputeStats(beam.PTransform):
-    """{"lines" or "chunks", "dead_letter", "train", "eval", "judged"[, "truncated"]} → one
-    stats dict.
+    """{"lines_read", "dead_letter", "train", "eval", "judged"[, "truncated"]} → one stats dict.
 
-    `lines` is what ReadLogLines produced, or `chunks` what ReadLogChunks did (counted
-    independently of parsing, so the invariant lines_read == impressions_valid +
-    dead_letter.total + truncated_impressions is a real check). An unknown device is a
+    `lines_read` holds how many lines each read task read (counted as read, independently of
+    parsing, so the invariant lines_read == impressions_valid + dead_letter.total +
+    truncated_impressions is a real check). An unknown device is a
     judged-list device never seen in click lists (the model maps it to its OOV id); the
     placeholder "unknown" of judged lines is not counted.
     """
@@ -260,8 +255,7 @@ class ComputeStats(beam.PTransform):
         self._max_keys = bundle_buffer(dask_safe, CountInBundle.MAX_KEYS)
 
     def expand(self, inputs: dict):
-        counted = [("chunks", "CountChunks", _count_chunk, ()),
-                   ("lines", "CountLines", _count_line, ()),
+        counted = [("lines_read", "CountLinesRead", _count_lines_read, ()),
                    (DEAD_LETTER, "CountDeadLetters", _count_dead_letter, ()),
                    (TRUNCATED, "CountTruncated", _count_truncated, ())]
         counted += [(split, f"Count_{split}", _count_list, (split,)) for split in SPLITS]
