@@ -7,7 +7,9 @@ For each size: `ranker simulate` writes the logs (10 slots a session, so num_que
 impressions / (10 × sessions per query)), then `ranker preprocess` runs in a subprocess while
 this script samples the resident memory of its whole process tree from /proc every 0.1 s (Beam
 may start worker processes). Peak tree RSS is the sum over live processes at the worst sample;
-peak process RSS is the largest single one (what `/usr/bin/time -v` reports as max RSS). Generated
+peak process RSS is the largest single one (what `/usr/bin/time -v` reports as max RSS); peak
+driver RSS is the `ranker preprocess` process's own (it runs the runner; workers are its
+children). Generated
 files are deleted after each size unless --keep.
 """
 from __future__ import annotations
@@ -49,8 +51,8 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def tree_rss(pid: int) -> tuple[int, int]:
-    """(sum, max) of VmRSS in KiB over `pid` and all its descendants."""
+def tree_rss(pid: int) -> tuple[int, int, int]:
+    """(sum, max, pid's own) of VmRSS in KiB over `pid` and all its descendants."""
     todo, seen = [pid], []
     while todo:
         p = todo.pop()
@@ -60,7 +62,7 @@ def tree_rss(pid: int) -> tuple[int, int]:
         except OSError:
             pass
     sizes = [_rss_kib(p) for p in seen]
-    return sum(sizes), max(sizes)
+    return sum(sizes), max(sizes), sizes[0]
 
 
 def run_sampled(cmd: list[str], log_path: str) -> dict:
@@ -68,16 +70,18 @@ def run_sampled(cmd: list[str], log_path: str) -> dict:
     start = time.perf_counter()
     with open(log_path, "w") as log:
         job = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        peak_sum = peak_one = 0
+        peak_sum = peak_one = peak_driver = 0
         while job.poll() is None:
-            total, largest = tree_rss(job.pid)
+            total, largest, driver = tree_rss(job.pid)
             peak_sum, peak_one = max(peak_sum, total), max(peak_one, largest)
+            peak_driver = max(peak_driver, driver)
             time.sleep(0.1)
     wall = time.perf_counter() - start
     if job.returncode:
         with open(log_path) as fh:
             sys.exit(f"{' '.join(cmd[:4])} failed ({job.returncode}):\n{fh.read()[-3000:]}")
-    return {"seconds": wall, "peak_tree_mib": peak_sum / 1024, "peak_process_mib": peak_one / 1024}
+    return {"seconds": wall, "peak_tree_mib": peak_sum / 1024, "peak_process_mib": peak_one / 1024,
+            "peak_driver_mib": peak_driver / 1024}
 
 
 def _du_mib(path: str) -> float:
@@ -124,10 +128,11 @@ def main() -> None:
         if not args.keep and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n{'lines read':>11} {'in MiB':>7} {'out MiB':>8} {'wall s':>8} {'lines/s':>9} "
-          f"{'peak tree MiB':>14} {'peak proc MiB':>14}")
+          f"{'peak tree MiB':>14} {'peak proc MiB':>14} {'peak driver MiB':>16}")
     for r in rows:
         print(f"{r['lines_read']:>11,} {r['input_mib']:>7.0f} {r['output_mib']:>8.0f} {r['seconds']:>8.1f} "
-              f"{r['lines_per_s']:>9,.0f} {r['peak_tree_mib']:>14.0f} {r['peak_process_mib']:>14.0f}")
+              f"{r['lines_per_s']:>9,.0f} {r['peak_tree_mib']:>14.0f} {r['peak_process_mib']:>14.0f} "
+              f"{r['peak_driver_mib']:>16.0f}")
     for a, b in zip(rows, rows[1:]):
         x = b["lines_read"] / a["lines_read"]
         print(f"{a['lines_read']:,} → {b['lines_read']:,} lines (×{x:.2f}): wall ×{b['seconds'] / a['seconds']:.2f}, "

@@ -21,9 +21,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from ranker.pipeline import harvest_fit as hf
-from ranker.pipeline.portable import CombineToOne
-from ranker.pipeline.runtime import NAMESPACE
+from ranker.pipeline.portable import CombineToOne, bundle_buffer
+from ranker.pipeline.runtime import NAMESPACE, BufferingDoFn
 from ranker.pipeline.spill import read_spill
+
+_MAX_PARTITIONS = 1000  # query partitions merged in a bundle before their accumulator is emitted
 
 
 class _PairSumsFn(beam.CombineFn):
@@ -60,17 +62,37 @@ class _PairSumsFn(beam.CombineFn):
 
 
 
-class _HarvestPartitionFn(beam.DoFn):
-    """(query partition, unit files) → one pair-sums accumulator of its complete units."""
+class _HarvestPartitionFn(BufferingDoFn):
+    """(query partition, unit files) → pair-sums accumulators of complete units, merged over up
+    to `max_partitions` partitions of a bundle: one accumulator holds arrays of
+    (1 + replicates) × 3 int64 per position pair and device (a few MiB), and the runner would
+    otherwise hold one per partition."""
 
-    def __init__(self, pair_sums: _PairSumsFn):
+    def __init__(self, pair_sums: _PairSumsFn, max_partitions: int):
         self._pair_sums = pair_sums
+        self._max_partitions = max_partitions
 
     def setup(self):
         self._units = Metrics.counter(NAMESPACE, "harvest_units")
         self._interventions = Metrics.counter(NAMESPACE, "harvest_interventions")
 
+    def start_bundle(self):
+        self._merged, self._partitions = None, 0
+
     def process(self, partition_files):
+        accumulator = self._partition_sums(partition_files)
+        self._merged = accumulator if self._merged is None else \
+            self._pair_sums.merge_accumulators([self._merged, accumulator])
+        self._partitions += 1
+        if self._partitions >= self._max_partitions:
+            yield from self._flush()
+
+    def _flush(self):
+        if self._merged is not None:
+            yield self._merged
+        self._merged, self._partitions = None, 0
+
+    def _partition_sums(self, partition_files):
         _, files = partition_files
         units: dict[tuple, dict[int, tuple[int, int]]] = {}
         for path in sorted(files):
@@ -87,7 +109,7 @@ class _HarvestPartitionFn(beam.DoFn):
                 (k, s, c) for k, (s, c) in sorted(cells.items()))))
         self._units.inc(len(units))
         self._interventions.inc(sum(1 for cells in units.values() if len(cells) >= 2))
-        yield accumulator
+        return accumulator
 
 
 class _MergePairSums(beam.CombineFn):
@@ -114,12 +136,14 @@ class HarvestInterventions(beam.PTransform):
     and zero units when there are no interventions)."""
 
     def __init__(self, replicates: int = hf.DEFAULT_REPLICATES,
-                 min_interventions: int = hf.DEFAULT_MIN_INTERVENTIONS):
+                 min_interventions: int = hf.DEFAULT_MIN_INTERVENTIONS, dask_safe: bool = False):
         super().__init__()
         self._pair_sums = _PairSumsFn(replicates, min_interventions)
+        self._max_partitions = bundle_buffer(dask_safe, _MAX_PARTITIONS)
 
     def expand(self, unit_files):
         return (unit_files
                 | "GroupByQueryPartition" >> beam.GroupByKey()
-                | "PairSumsOfPartition" >> beam.ParDo(_HarvestPartitionFn(self._pair_sums))
+                | "PairSumsOfPartition" >> beam.ParDo(
+                    _HarvestPartitionFn(self._pair_sums, self._max_partitions))
                 | "MergePairSums" >> CombineToOne(_MergePairSums(self._pair_sums)))

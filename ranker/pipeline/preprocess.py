@@ -158,7 +158,7 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], spec: fs.Featu
         spec, paths.join(output_dir, fs.VOCAB_DIR), dask_safe))
     features = grouped[LISTS] | "ComputeFeatureStats" >> ComputeFeatureStats(spec, dask_safe)
     written.append(grouped[UNITS]
-                   | "HarvestInterventions" >> HarvestInterventions()
+                   | "HarvestInterventions" >> HarvestInterventions(dask_safe=dask_safe)
                    | "WriteHarvested" >> WriteJson(paths.join(output_dir, HARVESTED_FILE)))
     stats = (dict(splits, lines_read=grouped[LINES_READ], dead_letter=dead,
                   truncated=grouped[TRUNCATED])

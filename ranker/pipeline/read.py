@@ -90,8 +90,8 @@ def read_chunks(path: str, shard: int = 0, shards: int = 1,
                 chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[int, list[bytes]]]:
     """(first_line_number, [raw, …]) for the file's chunks number shard, shard + shards, …
 
-    `files` are exact paths (preprocess's match_inputs result): opened as named, never matched
-    again as patterns. Line numbers count from 1 (Parquet: row index + 1). With shards > 1,
+    `path` is an exact path (one of preprocess's match_inputs results): opened as named, never
+    matched again as a pattern. Line numbers count from 1 (Parquet: row index + 1). With shards > 1,
     several tasks read one file and each parses every shards-th chunk: a gzip stream cannot be
     split, but its parsing can.
     """

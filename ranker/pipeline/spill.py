@@ -30,7 +30,7 @@ from ranker.pipeline.read import log_format
 
 SPILL_DIR = "_spill"  # under the staging folder; never published
 SPILL_SUFFIX = ".spill"
-PARTITION_BYTES = 64 * 2**20  # estimated raw log bytes per partition
+PARTITION_BYTES = 32 * 2**20  # estimated raw log bytes per partition
 EXPANSION = {"gzip": 8, "parquet": 8, "jsonl": 1}  # raw bytes per stored byte (an estimate)
 MAX_PARTITIONS = 4096
 _FRAME = struct.Struct("<I")
