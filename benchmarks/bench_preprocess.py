@@ -229,9 +229,8 @@ def _plain_harvest(units: dict) -> dict:
 
     pair_sums = _PairSumsFn(hf.DEFAULT_REPLICATES, hf.DEFAULT_MIN_INTERVENTIONS)
     accumulator = pair_sums.create_accumulator()
-    for unit, cells in units.items():
-        pair_sums.add_input(accumulator, (unit, tuple(
-            (k, s, c) for k, (s, c) in sorted(cells.items()))))
+    for unit_cells in units.items():
+        pair_sums.add_input(accumulator, unit_cells)
     return pair_sums.extract_output(accumulator)
 
 

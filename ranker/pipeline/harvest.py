@@ -39,12 +39,12 @@ class _PairSumsFn(beam.CombineFn):
         return {}
 
     def add_input(self, accumulator, unit):
-        (query, item_id, device), triples = unit
+        """unit: ((query key, item, device), {position: (shown, clicks)}), complete."""
+        (query, item_id, device), cells = unit
         sums = accumulator.get(device)
         if sums is None:
             sums = accumulator[device] = hf.DeviceSums(self._replicates)
-        sums.add_unit(hf.unit_seed(query, item_id, device),
-                      {k: (s, c) for k, s, c in triples})
+        sums.add_unit(hf.unit_seed(query, item_id, device), cells)
         return accumulator
 
     def merge_accumulators(self, accumulators):
@@ -96,17 +96,13 @@ class _HarvestPartitionFn(BufferingDoFn):
         _, files = partition_files
         units: dict[tuple, dict[int, tuple[int, int]]] = {}
         for path in sorted(files):
-            for unit, triples in read_spill(path):
-                cells = units.setdefault(tuple(unit), {})
-                for position, shown, clicks in triples:
-                    cell = cells.get(position)
-                    cells[position] = (shown, clicks) if cell is None else (
-                        cell[0] + shown, cell[1] + clicks)
+            for unit, part in read_spill(path):
+                cells = units.setdefault(unit, {})
+                for position, (shown, clicks) in part.items():
+                    hf.add_cell(cells, position, shown, clicks)
         accumulator = self._pair_sums.create_accumulator()
-        for unit in sorted(units):
-            cells = units[unit]
-            self._pair_sums.add_input(accumulator, (unit, tuple(
-                (k, s, c) for k, (s, c) in sorted(cells.items()))))
+        for unit_cells in units.items():  # in any order: the sums are exact integers
+            self._pair_sums.add_input(accumulator, unit_cells)
         self._units.inc(len(units))
         self._interventions.inc(sum(1 for cells in units.values() if len(cells) >= 2))
         return accumulator

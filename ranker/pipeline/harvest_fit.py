@@ -41,6 +41,12 @@ def query_key(context) -> str:
     return json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def add_cell(cells: dict[int, tuple[int, int]], position: int, shown: int, clicks: int) -> None:
+    """Adds (shown, clicks) at `position` to one unit's {position: (shown, clicks)}."""
+    cell = cells.get(position)
+    cells[position] = (shown, clicks) if cell is None else (cell[0] + shown, cell[1] + clicks)
+
+
 def unit_seed(query: str, item_id: str, device: str) -> int:
     """A stable 128-bit hash of a unit's key (md5: the same in every process and Python)."""
     text = "\x1f".join((query, item_id, device)).encode("utf-8")

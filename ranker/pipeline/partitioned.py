@@ -1,10 +1,10 @@
 """Log files → ordered lists in two passes over request partitions (spill.py), in bounded memory.
 
-    ParseIntoPartitions  (path, shard, shards) read tasks →
+    _ParseSpillFn        (path, shard, shards) read tasks →
                             .spilled: (partition, spill file) of the valid lines, by request_id
                             .dead_letter: line-level dead letters (parse.py)
                             .lines_read: lines each task read
-    ListsOfPartitions    (partition, [spill files]) →
+    _ListsOfPartitionFn  (partition, [spill files]) →
                             .lists: (request_id, kind, [impression, …] ordered by position)
                             .dead_letter: list-level rejections (order.py), raw line not attached
                             .truncated: per truncated click list, how many impressions were cut
@@ -122,7 +122,7 @@ class _ListsOfPartitionFn(beam.DoFn):
             yield from self._order(request_id, key, runs, counts, units)
         writer = SpillWriter(self._folder, self._partitions)
         for unit, cells in units.items():
-            writer.add(unit[0], (unit, [(k, s, c) for k, (s, c) in cells.items()]))
+            writer.add(unit[0], (unit, cells))
         for ref in writer.close():
             yield beam.pvalue.TaggedOutput(UNITS, ref)
         _count(counts)
@@ -158,10 +158,8 @@ def _add_units(units: dict, key: str, kept: list[dict], max_position: int) -> No
         position = impression[fs.POSITION]
         if position > max_position:
             continue
-        cells = units.setdefault((key, impression[fs.ITEM_ID], device), {})
-        cell = cells.get(position)
-        clicked = impression[fs.CLICKED]
-        cells[position] = (1, clicked) if cell is None else (cell[0] + 1, cell[1] + clicked)
+        hf.add_cell(units.setdefault((key, impression[fs.ITEM_ID], device), {}), position, 1,
+                    impression[fs.CLICKED])
 
 
 class PartitionedLists(beam.PTransform):

@@ -77,7 +77,8 @@ def preprocess(opts: PreprocessOptions) -> dict:
     check_inputs(files)
     _progress(f"inputs readable: {', '.join(f.rsplit('/', 1)[-1] for f in files[:5])}"
               f"{' …' if len(files) > 5 else ''}")
-    _use_every_core(options, beam_args, files)
+    raw_bytes = estimated_raw_bytes(files)
+    _use_every_core(options, beam_args, raw_bytes)
     output = paths.output_location(output_dir, files)
     staging = f"{output}.staging-{uuid.uuid4().hex[:12]}"
     direct = options.view_as(DirectOptions)
@@ -86,7 +87,7 @@ def preprocess(opts: PreprocessOptions) -> dict:
     _progress(f"running the Beam job ({options.view_as(StandardOptions).runner}{workers}) → "
               f"{staging}")
     try:
-        _run_pipeline(options, files, spec, staging, eval_fraction)
+        _run_pipeline(options, files, spec, staging, eval_fraction, raw_bytes)
         paths.delete_tree(paths.join(staging, SPILL_DIR))
         stats = finish_output(staging, files, spec, spec_path)
         stats["beam_args"] = list(beam_args or [])
@@ -104,10 +105,10 @@ def preprocess(opts: PreprocessOptions) -> dict:
 
 
 def _run_pipeline(options: PipelineOptions, files: Sequence[str], spec: fs.FeatureSpec,
-                  staging: str, eval_fraction: float) -> None:
+                  staging: str, eval_fraction: float, raw_bytes: int) -> None:
     """Builds and runs the graph: its dask_safe form on DaskRunner, whose client is closed after."""
     dask_safe, read_shards, whole_shards = graph_form(options, files)
-    partitions = max(plan_partitions(files), 2 * read_shards)  # work for every worker
+    partitions = max(plan_partitions(raw_bytes), 2 * read_shards)  # work for every worker
     _progress(f"{partitions} request partition(s), {read_shards} read task(s) per file")
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, files, spec, staging, eval_fraction,
@@ -197,7 +198,7 @@ def pipeline_options(beam_args: Sequence[str] | None) -> PipelineOptions:
 
 
 def _use_every_core(options: PipelineOptions, beam_args: Sequence[str],
-                    files: Sequence[str]) -> None:
+                    raw_bytes: int) -> None:
     """Without --runner or --direct_num_workers, logs of LOCAL_PARALLEL_BYTES or more (raw,
     estimated) run on a worker process per core; smaller ones in process, where starting the
     workers (~3 s) would cost more than it saves."""
@@ -205,7 +206,7 @@ def _use_every_core(options: PipelineOptions, beam_args: Sequence[str],
            for a in beam_args):
         return
     cores = multiprocessing.cpu_count()
-    if cores > 1 and estimated_raw_bytes(files) >= LOCAL_PARALLEL_BYTES:
+    if cores > 1 and raw_bytes >= LOCAL_PARALLEL_BYTES:
         direct = options.view_as(DirectOptions)
         direct.direct_num_workers, direct.direct_running_mode = cores, "multi_processing"
 

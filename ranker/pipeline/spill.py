@@ -48,10 +48,9 @@ def estimated_raw_bytes(files: Sequence[str]) -> int:
     return sum(size * EXPANSION.get(log_format(f) or "jsonl", 1) for f, size in zip(files, sizes))
 
 
-def plan_partitions(files: Sequence[str], partition_bytes: int = PARTITION_BYTES) -> int:
-    """How many partitions for these inputs: their estimated raw size / partition_bytes."""
-    raw = estimated_raw_bytes(files)
-    return max(1, min(MAX_PARTITIONS, math.ceil(raw / partition_bytes)))
+def plan_partitions(raw_bytes: int, partition_bytes: int = PARTITION_BYTES) -> int:
+    """How many partitions for inputs of this estimated raw size (estimated_raw_bytes)."""
+    return max(1, min(MAX_PARTITIONS, math.ceil(raw_bytes / partition_bytes)))
 
 
 class SpillWriter:
